@@ -1,7 +1,16 @@
 //! kvs-viewer: join an Amazon Kinesis Video Streams WebRTC signaling channel as a viewer.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod session;
 pub mod sigv4;
+mod transport;
 pub mod validate;
+
+pub use config::ViewerConfig;
+pub use envelope::{Message, MessageType, StatusResponse};
+pub use error::{Error, ErrorKind, Result};
+pub use session::{Stats, Viewer};
+pub use sigv4::Credentials;

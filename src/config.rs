@@ -1,0 +1,87 @@
+//! What a viewer needs to connect, and its validation.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::sigv4::Credentials;
+use crate::validate::{self, WssEndpoint};
+
+/// Presigned URLs live 299 s by default, like the JS and Android SDKs: long enough for any
+/// handshake, short enough that a leaked URL is soon useless.
+pub const DEFAULT_PRESIGN_EXPIRES_S: u32 = 299;
+/// Bound of the whole connect (TCP + TLS + upgrade), as the C SDK's 5 s upgrade wait.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Keepalive ping after this much silence. The service closes idle connections after
+/// 10 minutes; whether pings reset that timer is undocumented, so ping well within it.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// Bound of a `send` waiting for the connection thread to take the frame.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct ViewerConfig {
+    pub region: String,
+    pub channel_arn: String,
+    pub client_id: String,
+    /// `wss://host[:port][/path]`, the viewer WSS endpoint of the channel.
+    pub wss_endpoint: String,
+    pub credentials: Credentials,
+    /// A PEM bundle trusted in addition to the system roots.
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub presign_expires_s: u32,
+    /// Zero disables keepalive pings.
+    pub ping_interval: Duration,
+    pub send_timeout: Duration,
+}
+
+impl ViewerConfig {
+    pub fn new(
+        region: &str,
+        channel_arn: &str,
+        client_id: &str,
+        wss_endpoint: &str,
+        credentials: Credentials,
+    ) -> Self {
+        ViewerConfig {
+            region: region.to_owned(),
+            channel_arn: channel_arn.to_owned(),
+            client_id: client_id.to_owned(),
+            wss_endpoint: wss_endpoint.to_owned(),
+            credentials,
+            ca_file: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            presign_expires_s: DEFAULT_PRESIGN_EXPIRES_S,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+        }
+    }
+
+    /// Checks every field; returns the parsed endpoint. No I/O.
+    pub fn validate(&self) -> Result<WssEndpoint> {
+        validate::region(&self.region)?;
+        validate::channel_arn(&self.channel_arn)?;
+        validate::client_id(&self.client_id)?;
+        let endpoint = validate::wss_endpoint(&self.wss_endpoint)?;
+        validate::secret_like("access_key_id", &self.credentials.access_key_id, 128)?;
+        validate::secret_like(
+            "secret_access_key",
+            self.credentials.secret_access_key(),
+            128,
+        )?;
+        if let Some(token) = self.credentials.session_token() {
+            validate::secret_like("session_token", token, 8192)?;
+        }
+        validate::presign_expires(self.presign_expires_s)?;
+        if self.connect_timeout.is_zero() {
+            return Err(Error::invalid(
+                "connect_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.send_timeout.is_zero() {
+            return Err(Error::invalid("send_timeout", "must be greater than zero"));
+        }
+        Ok(endpoint)
+    }
+}
