@@ -14,3 +14,4 @@ pub use envelope::{Message, MessageType, StatusResponse};
 pub use error::{Error, ErrorKind, Result};
 pub use session::{Stats, Viewer};
 pub use sigv4::Credentials;
+pub mod ffi;

@@ -1,0 +1,482 @@
+//! The C ABI: the only place with `extern "C"`, raw pointers and `#[repr(C)]` types.
+//!
+//! Every export converts its arguments, runs the safe core inside a panic boundary, maps the
+//! error to a stable code and records the detail for `kvs_last_error_message`.
+
+mod types;
+
+use std::cell::RefCell;
+use std::ffi::{CStr, c_char};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind};
+use crate::session::Viewer;
+
+pub use types::*;
+
+// ---------------------------------------------------------------------------------------
+// Codes. Append-only: never renumber or reuse a value.
+
+/// Success.
+pub const KVS_OK: i32 = 0;
+/// 400 `InvalidArgumentException` from the service, or a value refused locally (the detail
+/// message names the field).
+pub const KVS_ERR_INVALID_ARGUMENT: i32 = -1;
+/// 403 (or 401) `AccessDeniedException`: bad or expired credentials, or a clock too far off.
+pub const KVS_ERR_ACCESS_DENIED: i32 = -2;
+/// 404 `ResourceNotFoundException`: the channel does not exist.
+pub const KVS_ERR_RESOURCE_NOT_FOUND: i32 = -3;
+/// 400 `ClientLimitExceededException`: too many viewers on the channel, or calls too fast.
+pub const KVS_ERR_CLIENT_LIMIT_EXCEEDED: i32 = -4;
+/// Another named service exception; the detail message holds its name.
+pub const KVS_ERR_SERVICE: i32 = -5;
+/// A bounded wait ran out. Not fatal: the handle stays usable.
+pub const KVS_ERR_TIMEOUT: i32 = -10;
+/// The connection is closed (by the server, the network or a failure); the detail holds the
+/// close code when the server sent one. Fatal for the handle: close it and connect again.
+pub const KVS_ERR_CLOSED: i32 = -11;
+/// DNS or TCP failure (refused port, unreachable host).
+pub const KVS_ERR_NETWORK: i32 = -12;
+/// TLS handshake failure, including an untrusted or mismatched certificate.
+pub const KVS_ERR_TLS: i32 = -13;
+/// The server broke the protocol (bad upgrade response, oversized frame).
+pub const KVS_ERR_PROTOCOL: i32 = -14;
+/// An HTTP status the service does not document for the call (5xx, 429, ...);
+/// see `kvs_last_error_http_status`.
+pub const KVS_ERR_HTTP_STATUS: i32 = -15;
+/// The caller's buffer is too small; nothing was consumed and the needed size was written.
+pub const KVS_ERR_BUFFER_TOO_SMALL: i32 = -20;
+/// A required pointer argument was NULL.
+pub const KVS_ERR_NULL_POINTER: i32 = -21;
+/// A bug in the library (a caught panic); the detail holds the panic message.
+pub const KVS_ERR_INTERNAL: i32 = -30;
+
+pub(crate) fn code_of(kind: ErrorKind) -> i32 {
+    match kind {
+        ErrorKind::InvalidArgument => KVS_ERR_INVALID_ARGUMENT,
+        ErrorKind::AccessDenied => KVS_ERR_ACCESS_DENIED,
+        ErrorKind::ResourceNotFound => KVS_ERR_RESOURCE_NOT_FOUND,
+        ErrorKind::ClientLimitExceeded => KVS_ERR_CLIENT_LIMIT_EXCEEDED,
+        ErrorKind::Service => KVS_ERR_SERVICE,
+        ErrorKind::Timeout => KVS_ERR_TIMEOUT,
+        ErrorKind::Closed => KVS_ERR_CLOSED,
+        ErrorKind::Network => KVS_ERR_NETWORK,
+        ErrorKind::Tls => KVS_ERR_TLS,
+        ErrorKind::Protocol => KVS_ERR_PROTOCOL,
+        ErrorKind::HttpStatus => KVS_ERR_HTTP_STATUS,
+        ErrorKind::BufferTooSmall => KVS_ERR_BUFFER_TOO_SMALL,
+        ErrorKind::Internal => KVS_ERR_INTERNAL,
+    }
+}
+
+/// The name of an error code, e.g. `"KVS_ERR_ACCESS_DENIED"`.
+///
+/// Never NULL: unknown codes give `"KVS_ERR_UNKNOWN"`. The string is static.
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn kvs_error_name(code: i32) -> *const c_char {
+    let name: &'static CStr = match code {
+        KVS_OK => c"KVS_OK",
+        KVS_ERR_INVALID_ARGUMENT => c"KVS_ERR_INVALID_ARGUMENT",
+        KVS_ERR_ACCESS_DENIED => c"KVS_ERR_ACCESS_DENIED",
+        KVS_ERR_RESOURCE_NOT_FOUND => c"KVS_ERR_RESOURCE_NOT_FOUND",
+        KVS_ERR_CLIENT_LIMIT_EXCEEDED => c"KVS_ERR_CLIENT_LIMIT_EXCEEDED",
+        KVS_ERR_SERVICE => c"KVS_ERR_SERVICE",
+        KVS_ERR_TIMEOUT => c"KVS_ERR_TIMEOUT",
+        KVS_ERR_CLOSED => c"KVS_ERR_CLOSED",
+        KVS_ERR_NETWORK => c"KVS_ERR_NETWORK",
+        KVS_ERR_TLS => c"KVS_ERR_TLS",
+        KVS_ERR_PROTOCOL => c"KVS_ERR_PROTOCOL",
+        KVS_ERR_HTTP_STATUS => c"KVS_ERR_HTTP_STATUS",
+        KVS_ERR_BUFFER_TOO_SMALL => c"KVS_ERR_BUFFER_TOO_SMALL",
+        KVS_ERR_NULL_POINTER => c"KVS_ERR_NULL_POINTER",
+        KVS_ERR_INTERNAL => c"KVS_ERR_INTERNAL",
+        _ => c"KVS_ERR_UNKNOWN",
+    };
+    name.as_ptr()
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-thread detail of the last failure.
+
+struct LastError {
+    message: String,
+    http_status: i32,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<LastError> = const {
+        RefCell::new(LastError { message: String::new(), http_status: 0 })
+    };
+}
+
+fn record(code: i32, message: String, http_status: i32) -> i32 {
+    LAST_ERROR.with(|l| {
+        let mut l = l.borrow_mut();
+        l.message = message;
+        l.http_status = http_status;
+    });
+    code
+}
+
+/// Records `e` as this thread's last error and returns its code.
+pub(crate) fn fail(e: Error) -> i32 {
+    let mut message = e.to_string();
+    if let Some(t) = &e.error_type {
+        if !message.contains(t.as_str()) {
+            message = format!("{t}: {message}");
+        }
+    }
+    record(code_of(e.kind), message, e.http_status.map_or(0, i32::from))
+}
+
+pub(crate) fn null_pointer(argument: &str) -> i32 {
+    record(
+        KVS_ERR_NULL_POINTER,
+        format!("{argument}: must not be NULL"),
+        0,
+    )
+}
+
+fn ok() -> i32 {
+    record(KVS_OK, String::new(), 0)
+}
+
+/// Runs `f` behind the panic boundary: a panic becomes `KVS_ERR_INTERNAL` with its text.
+pub(crate) fn guard(f: impl FnOnce() -> Result<(), i32>) -> i32 {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => ok(),
+        Ok(Err(code)) => code,
+        Err(panic) => fail(Error::internal(format!(
+            "internal error (please report): {}",
+            panic_text(&*panic)
+        ))),
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned())
+}
+
+/// Copies the detail of the last failing call on this thread into `buf` (NUL-terminated,
+/// truncated to `cap - 1` bytes) and returns the full length without the NUL, like
+/// `snprintf`. `buf` may be NULL when `cap` is 0, to ask for the length.
+///
+/// The detail names the field for invalid arguments and holds the HTTP status, the service's
+/// exception name and message, the request id, the TLS or OS reason, or the close code.
+/// A call that succeeds clears it. Never contains secrets. Thread-safe (per thread).
+///
+/// # Safety
+/// `buf` must be NULL or point to `cap` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_last_error_message(buf: *mut c_char, cap: usize) -> usize {
+    let r = catch_unwind(|| {
+        LAST_ERROR.with(|l| {
+            let l = l.borrow();
+            if !buf.is_null() && cap > 0 {
+                // SAFETY: the caller guarantees `buf` points to `cap` writable bytes.
+                let out = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), cap) };
+                types::copy_c_string(&l.message, out);
+            }
+            l.message.len()
+        })
+    });
+    r.unwrap_or(0)
+}
+
+/// HTTP status of the last failing call on this thread (e.g. 403), or 0 when the failure
+/// involved no HTTP response. Thread-safe (per thread).
+#[unsafe(no_mangle)]
+pub extern "C" fn kvs_last_error_http_status() -> i32 {
+    LAST_ERROR.with(|l| l.borrow().http_status)
+}
+
+// ---------------------------------------------------------------------------------------
+// Versions.
+
+/// Library version major number; equal to `KVS_VIEWER_VERSION_MAJOR` of the header it was
+/// built with.
+pub const KVS_VIEWER_VERSION_MAJOR: u32 = 0;
+/// Library version minor number.
+pub const KVS_VIEWER_VERSION_MINOR: u32 = 1;
+/// Library version patch number.
+pub const KVS_VIEWER_VERSION_PATCH: u32 = 0;
+/// Version of the binary interface (struct layouts, function signatures). Bumped on any
+/// incompatible change; appending fields to size-versioned structs does not bump it.
+pub const KVS_VIEWER_ABI_VERSION: u32 = 1;
+
+/// The library version as `"MAJOR.MINOR.PATCH"`. Static; thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn kvs_viewer_version() -> *const c_char {
+    const V: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => c"unknown",
+        };
+    V.as_ptr()
+}
+
+/// The ABI version the library was built with; compare with `KVS_VIEWER_ABI_VERSION`.
+#[unsafe(no_mangle)]
+pub extern "C" fn kvs_viewer_abi_version() -> u32 {
+    KVS_VIEWER_ABI_VERSION
+}
+
+// ---------------------------------------------------------------------------------------
+// The viewer.
+
+/// A connected viewer. Opaque: created by `kvs_viewer_connect`, destroyed by
+/// `kvs_viewer_close`.
+pub struct KvsViewer {
+    viewer: Viewer,
+    /// Set when a call panicked mid-operation; the handle then answers `KVS_ERR_CLOSED`.
+    poisoned: AtomicBool,
+}
+
+/// Runs `f` on a live handle behind the panic boundary.
+fn with_viewer(viewer: *const KvsViewer, f: impl FnOnce(&Viewer) -> Result<(), i32>) -> i32 {
+    if viewer.is_null() {
+        return null_pointer("viewer");
+    }
+    // SAFETY: non-NULL; the caller guarantees it came from `kvs_viewer_connect` and was not
+    // closed, and the header documents which calls may overlap on one handle.
+    let handle = unsafe { &*viewer };
+    if handle.poisoned.load(Ordering::Acquire) {
+        return fail(Error::closed(
+            None,
+            "this handle is unusable after an internal error; close it",
+        ));
+    }
+    let code = guard(|| f(&handle.viewer));
+    if code == KVS_ERR_INTERNAL {
+        handle.poisoned.store(true, Ordering::Release);
+    }
+    code
+}
+
+/// Validates `config`, presigns the `ConnectAsViewer` URL and opens TLS + WebSocket, all
+/// within `config->connect_timeout_ms`. On success writes the new handle to `*out_viewer`
+/// and returns `KVS_OK`; on failure `*out_viewer` is untouched and no socket stays open.
+///
+/// Errors: `KVS_ERR_NULL_POINTER` (config or out_viewer), `KVS_ERR_INVALID_ARGUMENT` (a
+/// field is missing or malformed — checked before any network I/O — or a 400
+/// InvalidArgumentException), `KVS_ERR_ACCESS_DENIED`, `KVS_ERR_RESOURCE_NOT_FOUND`,
+/// `KVS_ERR_CLIENT_LIMIT_EXCEEDED`, `KVS_ERR_SERVICE`, `KVS_ERR_HTTP_STATUS`,
+/// `KVS_ERR_TIMEOUT`, `KVS_ERR_NETWORK`, `KVS_ERR_TLS`, `KVS_ERR_PROTOCOL`.
+///
+/// A 403 whose `Date` header shows the device clock is off by a minute or more is retried
+/// once with the server's time.
+///
+/// Thread-safety: any thread; distinct handles are fully independent.
+///
+/// # Safety
+/// `config` must point to a `KvsViewerConfig` whose first `struct_size` bytes are
+/// initialised and whose strings are NUL-terminated; `out_viewer` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_viewer_connect(
+    config: *const KvsViewerConfig,
+    out_viewer: *mut *mut KvsViewer,
+) -> i32 {
+    if config.is_null() {
+        return null_pointer("config");
+    }
+    if out_viewer.is_null() {
+        return null_pointer("out_viewer");
+    }
+    guard(|| {
+        // SAFETY: non-NULL, and the caller guarantees `struct_size` readable bytes.
+        let rust_config = unsafe { types::read_config(config) }.map_err(fail)?;
+        let viewer = Viewer::connect(&rust_config).map_err(fail)?;
+        let handle = Box::new(KvsViewer {
+            viewer,
+            poisoned: AtomicBool::new(false),
+        });
+        // SAFETY: checked non-NULL above; the caller guarantees it is writable.
+        unsafe { out_viewer.write(Box::into_raw(handle)) };
+        Ok(())
+    })
+}
+
+/// Sends an `SDP_OFFER` or `ICE_CANDIDATE` to the master.
+///
+/// `payload` is the JSON the WebRTC stack produced (`{"type":"offer","sdp":"..."}` or
+/// `{"candidate":"...","sdpMid":"0","sdpMLineIndex":0}`), `payload_len` bytes long, or
+/// NUL-terminated when `payload_len` is 0. The library checks it is JSON, base64-encodes it
+/// and builds the envelope; payloads over the service's 10,000 encoded bytes are refused.
+/// `correlation_id` (NULL = none, else `[a-zA-Z0-9_.-]{1,256}`) asks the service to report a
+/// failed delivery as a `STATUS_RESPONSE` message.
+///
+/// Returns once the frame is handed to the socket (bounded by 5 s).
+/// Errors: `KVS_ERR_NULL_POINTER`, `KVS_ERR_INVALID_ARGUMENT` (type, payload or id,
+/// named in the detail), `KVS_ERR_CLOSED`, `KVS_ERR_TIMEOUT`.
+///
+/// Thread-safety: may run while another thread is blocked in `kvs_viewer_recv` on the same
+/// handle (the frame goes out at once); concurrent sends on one handle are serialised
+/// internally and keep their call order. Never concurrently with `kvs_viewer_close`.
+///
+/// # Safety
+/// `viewer` must come from `kvs_viewer_connect` and not be closed; `payload` must point to
+/// `payload_len` readable bytes (or a NUL-terminated string when 0); `correlation_id` must
+/// be NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_viewer_send(
+    viewer: *mut KvsViewer,
+    message_type: i32,
+    payload: *const c_char,
+    payload_len: usize,
+    correlation_id: *const c_char,
+) -> i32 {
+    if payload.is_null() {
+        return null_pointer("payload");
+    }
+    with_viewer(viewer, |v| {
+        let message_type = types::message_type_from_c(message_type);
+        // SAFETY: non-NULL; the caller guarantees the length (or the terminating NUL).
+        let bytes = unsafe { types::payload_bytes(payload, payload_len) };
+        // SAFETY: NULL or NUL-terminated, per the contract.
+        let correlation_id =
+            unsafe { types::optional_str(correlation_id, "correlation_id") }.map_err(fail)?;
+        v.send(message_type, bytes, correlation_id).map_err(fail)
+    })
+}
+
+/// Takes the next received message, in arrival order.
+///
+/// `timeout_ms`: 0 = return at once, -1 = wait forever, otherwise wait up to that many
+/// milliseconds; `KVS_ERR_TIMEOUT` when nothing arrived (not fatal). The payload is
+/// base64-decoded into the caller's `out->payload` buffer and NUL-terminated; when it does not
+/// fit, only `out->payload_len` is written (the size needed, without the NUL), the message
+/// stays queued and `KVS_ERR_BUFFER_TOO_SMALL` is returned — call again with a bigger buffer.
+/// A buffer of `KVS_MAX_PAYLOAD_LEN + 1` bytes holds any message the service relays.
+///
+/// Messages that arrived before the connection ended are still delivered; after them,
+/// `KVS_ERR_CLOSED` (detail: close code and reason). Frames that are not protocol messages
+/// are skipped, never fatal. The library allocates nothing the caller must free.
+///
+/// Thread-safety: one thread at a time per handle may be in `kvs_viewer_recv`; it may block
+/// while other threads call `kvs_viewer_send`. Never concurrently with `kvs_viewer_close`.
+/// Blocking burns no CPU.
+///
+/// # Safety
+/// `viewer` must come from `kvs_viewer_connect` and not be closed; `out` must point to a
+/// `KvsMessage` whose `payload` points to `payload_cap` writable bytes (or is NULL with
+/// `payload_cap` 0).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_viewer_recv(
+    viewer: *mut KvsViewer,
+    out: *mut KvsMessage,
+    timeout_ms: i32,
+) -> i32 {
+    if out.is_null() {
+        return null_pointer("out");
+    }
+    with_viewer(viewer, |v| {
+        // SAFETY: non-NULL; the caller guarantees a valid, exclusively borrowed KvsMessage.
+        let out = unsafe { &mut *out };
+        types::check_message(out).map_err(fail)?;
+        let timeout = match timeout_ms {
+            -1 => None,
+            t if t < 0 => {
+                return Err(fail(Error::invalid(
+                    "timeout_ms",
+                    format!("{t}; use -1 to wait forever, 0 to poll, or a positive bound"),
+                )));
+            }
+            t => Some(Duration::from_millis(t as u64)),
+        };
+        // SAFETY: `check_message` validated the buffer pointer/capacity pair.
+        v.recv_with(timeout, |m| unsafe { types::fill_message(out, m) })
+            .map_err(fail)
+    })
+}
+
+/// Closes the connection and frees the handle. Sends a WebSocket close frame so the service
+/// frees the viewer slot at once (a channel allows only 10 viewers), waits for the server's
+/// reply (bounded by the connect timeout), and frees everything even when that fails.
+/// Secrets are wiped from memory. NULL is a no-op returning `KVS_OK`.
+///
+/// Returns `KVS_OK`, or `KVS_ERR_TIMEOUT` when the server did not confirm the close (the
+/// handle is freed all the same). A connection the server already ended closes with
+/// `KVS_OK`.
+///
+/// Thread-safety: no other call may be running or start on this handle.
+///
+/// # Safety
+/// `viewer` must be NULL or come from `kvs_viewer_connect`, and not be used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_viewer_close(viewer: *mut KvsViewer) -> i32 {
+    if viewer.is_null() {
+        return ok();
+    }
+    // SAFETY: created by `Box::into_raw` in `kvs_viewer_connect`; ownership returns here.
+    let handle = unsafe { Box::from_raw(viewer) };
+    guard(move || handle.viewer.close().map_err(fail))
+}
+
+/// The wire name of a `KVS_MSG_*` type (e.g. `"SDP_ANSWER"`); `"UNKNOWN"` for any other
+/// value. Static, never NULL; thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn kvs_message_type_name(message_type: i32) -> *const c_char {
+    types::message_type_name(message_type).as_ptr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_constants_match_the_package() {
+        assert_eq!(
+            format!(
+                "{KVS_VIEWER_VERSION_MAJOR}.{KVS_VIEWER_VERSION_MINOR}.{KVS_VIEWER_VERSION_PATCH}"
+            ),
+            env!("CARGO_PKG_VERSION")
+        );
+        // SAFETY: static NUL-terminated string.
+        let v = unsafe { CStr::from_ptr(kvs_viewer_version()) };
+        assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn every_kind_has_a_named_code() {
+        use ErrorKind::*;
+        for kind in [
+            InvalidArgument,
+            AccessDenied,
+            ResourceNotFound,
+            ClientLimitExceeded,
+            Service,
+            Timeout,
+            Closed,
+            Network,
+            Tls,
+            Protocol,
+            HttpStatus,
+            BufferTooSmall,
+            Internal,
+        ] {
+            // SAFETY: static NUL-terminated string.
+            let name = unsafe { CStr::from_ptr(kvs_error_name(code_of(kind))) };
+            assert_ne!(name.to_str().unwrap(), "KVS_ERR_UNKNOWN", "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn panics_become_internal_errors_with_their_text() {
+        let code = guard(|| panic!("boom {}", 7));
+        assert_eq!(code, KVS_ERR_INTERNAL);
+        let mut buf = [0 as c_char; 128];
+        // SAFETY: buf is 128 writable bytes.
+        let n = unsafe { kvs_last_error_message(buf.as_mut_ptr(), buf.len()) };
+        // SAFETY: NUL-terminated by kvs_last_error_message.
+        let text = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap();
+        assert_eq!(n, text.len());
+        assert!(text.contains("boom 7"), "{text}");
+    }
+}

@@ -1,0 +1,405 @@
+//! `#[repr(C)]` types of the C API and their conversion to and from the safe core.
+
+use std::ffi::{CStr, c_char};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_PRESIGN_EXPIRES_S, ViewerConfig};
+use crate::envelope::{Message, MessageType};
+use crate::error::{Error, ErrorKind};
+use crate::sigv4::Credentials;
+
+/// Message type: a type this library version does not know.
+pub const KVS_MSG_UNKNOWN: i32 = 0;
+/// Message type: an SDP offer (viewers send it; masters receive it).
+pub const KVS_MSG_SDP_OFFER: i32 = 1;
+/// Message type: the master's SDP answer.
+pub const KVS_MSG_SDP_ANSWER: i32 = 2;
+/// Message type: an ICE candidate (sent and received).
+pub const KVS_MSG_ICE_CANDIDATE: i32 = 3;
+/// Message type: the service reports that a message sent with a correlation id failed.
+pub const KVS_MSG_STATUS_RESPONSE: i32 = 4;
+/// Message type: the service asks the client to reconnect; it closes the connection about a
+/// minute later.
+pub const KVS_MSG_GO_AWAY: i32 = 5;
+/// Message type: the service asks the client to fetch new ICE servers and reconnect to TURN.
+pub const KVS_MSG_RECONNECT_ICE_SERVER: i32 = 6;
+
+/// Longest id (client id, correlation id, error type) of the protocol, in bytes.
+pub const KVS_MAX_ID_LEN: usize = 256;
+/// Size of the id arrays in `KvsMessage` (room for the NUL).
+pub const KVS_ID_BUF_LEN: usize = KVS_MAX_ID_LEN + 1;
+/// Longest `STATUS_RESPONSE` description kept; longer ones are cut at a UTF-8 boundary.
+pub const KVS_MAX_DESCRIPTION_LEN: usize = 1024;
+/// Size of `KvsMessage::description` (room for the NUL).
+pub const KVS_DESCRIPTION_BUF_LEN: usize = KVS_MAX_DESCRIPTION_LEN + 1;
+/// Largest payload (decoded) the service relays: 10,000 bytes of base64.
+pub const KVS_MAX_PAYLOAD_LEN: usize = 7500;
+
+/// Everything `kvs_viewer_connect` needs. Initialise with `kvs_viewer_config_init`, then set
+/// the fields. Strings are borrowed for the duration of the call only.
+///
+/// ABI-versioned by `struct_size`: the library reads only the fields that fit in it, so
+/// binaries built against an older header keep working when fields are appended.
+#[repr(C)]
+pub struct KvsViewerConfig {
+    /// `sizeof(KvsViewerConfig)`, set by `kvs_viewer_config_init`.
+    pub struct_size: u32,
+    /// AWS region, e.g. `"us-west-2"`. Required.
+    pub region: *const c_char,
+    /// Channel ARN, `arn:aws:kinesisvideo:<region>:<account>:channel/<name>/<number>`.
+    /// Required.
+    pub channel_arn: *const c_char,
+    /// This viewer's id: 1..256 of `[a-zA-Z0-9_.-]`, not starting with `AWS_`. Unique per
+    /// viewer: connecting again with the same id replaces the older connection. Required.
+    pub client_id: *const c_char,
+    /// The channel's viewer WSS endpoint, `wss://host[:port][/path]`. Required.
+    pub wss_endpoint: *const c_char,
+    /// AWS access key id. Required.
+    pub access_key_id: *const c_char,
+    /// AWS secret access key. Required. Copied, used for signing only, wiped on close.
+    pub secret_access_key: *const c_char,
+    /// Session token of temporary credentials; NULL for none.
+    pub session_token: *const c_char,
+    /// PEM bundle trusted in addition to the system roots; NULL for system roots only.
+    pub ca_file: *const c_char,
+    /// Bound of the whole connect (TCP + TLS + upgrade) and of close; 0 = 5000 ms.
+    pub connect_timeout_ms: u32,
+    /// Lifetime of the presigned URL (`X-Amz-Expires`), 1..604800; 0 = 299 s.
+    pub presign_expires_s: u32,
+}
+
+/// One received message, filled by `kvs_viewer_recv` into caller-owned memory.
+/// Initialise with `kvs_message_init`.
+#[repr(C)]
+pub struct KvsMessage {
+    /// `sizeof(KvsMessage)`, set by `kvs_message_init`.
+    pub struct_size: u32,
+    /// One of `KVS_MSG_*`.
+    pub message_type: i32,
+    /// Caller's buffer for the decoded payload (NUL-terminated when it fits).
+    pub payload: *mut c_char,
+    /// Size of `payload` in bytes.
+    pub payload_cap: usize,
+    /// Payload length without the NUL; on `KVS_ERR_BUFFER_TOO_SMALL`, the length needed.
+    pub payload_len: usize,
+    /// Sender's client id; empty when the message comes from the master.
+    pub sender_client_id: [c_char; KVS_ID_BUF_LEN],
+    /// `STATUS_RESPONSE` only: the correlation id of the failed message.
+    pub correlation_id: [c_char; KVS_ID_BUF_LEN],
+    /// `STATUS_RESPONSE` only: the service's exception name.
+    pub error_type: [c_char; KVS_ID_BUF_LEN],
+    /// `STATUS_RESPONSE` only: HTTP-like status code; 0 otherwise.
+    pub status_code: i32,
+    /// `STATUS_RESPONSE` only: the service's description.
+    pub description: [c_char; KVS_DESCRIPTION_BUF_LEN],
+}
+
+/// Fills `config` with defaults: every pointer NULL, every number 0 (= default), and
+/// `struct_size`. NULL is ignored. Thread-safe.
+///
+/// # Safety
+/// `config` must be NULL or point to writable memory for a `KvsViewerConfig`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_viewer_config_init(config: *mut KvsViewerConfig) {
+    if config.is_null() {
+        return;
+    }
+    let init = KvsViewerConfig {
+        struct_size: size_of::<KvsViewerConfig>() as u32,
+        region: std::ptr::null(),
+        channel_arn: std::ptr::null(),
+        client_id: std::ptr::null(),
+        wss_endpoint: std::ptr::null(),
+        access_key_id: std::ptr::null(),
+        secret_access_key: std::ptr::null(),
+        session_token: std::ptr::null(),
+        ca_file: std::ptr::null(),
+        connect_timeout_ms: 0,
+        presign_expires_s: 0,
+    };
+    // SAFETY: non-NULL and writable per the contract; `write` does not read the old value.
+    unsafe { config.write(init) };
+}
+
+/// Prepares `msg` for `kvs_viewer_recv`: zeroes it, sets `struct_size` and the payload
+/// buffer. NULL is ignored. Thread-safe.
+///
+/// # Safety
+/// `msg` must be NULL or point to writable memory for a `KvsMessage`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_message_init(
+    msg: *mut KvsMessage,
+    payload_buf: *mut c_char,
+    payload_cap: usize,
+) {
+    if msg.is_null() {
+        return;
+    }
+    let init = KvsMessage {
+        struct_size: size_of::<KvsMessage>() as u32,
+        message_type: KVS_MSG_UNKNOWN,
+        payload: payload_buf,
+        payload_cap,
+        payload_len: 0,
+        sender_client_id: [0; KVS_ID_BUF_LEN],
+        correlation_id: [0; KVS_ID_BUF_LEN],
+        error_type: [0; KVS_ID_BUF_LEN],
+        status_code: 0,
+        description: [0; KVS_DESCRIPTION_BUF_LEN],
+    };
+    // SAFETY: non-NULL and writable per the contract.
+    unsafe { msg.write(init) };
+}
+
+/// Reads a C string field: NULL → None; not UTF-8 → an error naming the field.
+///
+/// # Safety
+/// `p` must be NULL or NUL-terminated.
+pub(crate) unsafe fn optional_str<'a>(
+    p: *const c_char,
+    field: &str,
+) -> Result<Option<&'a str>, Error> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL and NUL-terminated per the contract.
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_str()
+        .map(Some)
+        .map_err(|_| Error::invalid(field, "is not valid UTF-8"))
+}
+
+/// # Safety
+/// As `optional_str`.
+unsafe fn required_str<'a>(p: *const c_char, field: &str) -> Result<&'a str, Error> {
+    // SAFETY: forwarded contract.
+    unsafe { optional_str(p, field) }?.ok_or_else(|| Error::invalid(field, "is required but NULL"))
+}
+
+/// Copies the fields that fit in the caller's `struct_size` over the defaults, then converts.
+///
+/// # Safety
+/// `config` is non-NULL and its first `struct_size` bytes are readable; its strings are
+/// NULL or NUL-terminated.
+pub(crate) unsafe fn read_config(config: *const KvsViewerConfig) -> Result<ViewerConfig, Error> {
+    let mut c = KvsViewerConfig {
+        struct_size: 0,
+        region: std::ptr::null(),
+        channel_arn: std::ptr::null(),
+        client_id: std::ptr::null(),
+        wss_endpoint: std::ptr::null(),
+        access_key_id: std::ptr::null(),
+        secret_access_key: std::ptr::null(),
+        session_token: std::ptr::null(),
+        ca_file: std::ptr::null(),
+        connect_timeout_ms: 0,
+        presign_expires_s: 0,
+    };
+    // SAFETY: `struct_size` is the first field, readable for any valid config.
+    let given = unsafe { std::ptr::addr_of!((*config).struct_size).read_unaligned() } as usize;
+    let first_fields =
+        std::mem::offset_of!(KvsViewerConfig, secret_access_key) + size_of::<*const c_char>();
+    if given < first_fields {
+        return Err(Error::invalid(
+            "struct_size",
+            format!("{given} is too small; call kvs_viewer_config_init() first"),
+        ));
+    }
+    let n = given.min(size_of::<KvsViewerConfig>());
+    // SAFETY: the caller guarantees `given` readable bytes; we copy at most our own size into
+    // a local of that size. Both are plain data.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            config.cast::<u8>(),
+            std::ptr::addr_of_mut!(c).cast::<u8>(),
+            n,
+        )
+    };
+    // SAFETY (all reads below): the fields came from the caller's struct, whose strings are
+    // NULL or NUL-terminated per the contract.
+    let region = unsafe { required_str(c.region, "region") }?;
+    let channel_arn = unsafe { required_str(c.channel_arn, "channel_arn") }?;
+    let client_id = unsafe { required_str(c.client_id, "client_id") }?;
+    let wss_endpoint = unsafe { required_str(c.wss_endpoint, "wss_endpoint") }?;
+    let access_key_id = unsafe { required_str(c.access_key_id, "access_key_id") }?;
+    let secret = unsafe { required_str(c.secret_access_key, "secret_access_key") }?;
+    let token = unsafe { optional_str(c.session_token, "session_token") }?;
+    let ca_file = unsafe { optional_str(c.ca_file, "ca_file") }?;
+
+    let mut config = ViewerConfig::new(
+        region,
+        channel_arn,
+        client_id,
+        wss_endpoint,
+        Credentials::new(access_key_id, secret, token),
+    );
+    config.ca_file = ca_file.map(PathBuf::from);
+    config.connect_timeout = match c.connect_timeout_ms {
+        0 => DEFAULT_CONNECT_TIMEOUT,
+        ms => Duration::from_millis(ms.into()),
+    };
+    config.presign_expires_s = match c.presign_expires_s {
+        0 => DEFAULT_PRESIGN_EXPIRES_S,
+        s => s,
+    };
+    Ok(config)
+}
+
+/// Unknown integers map to `Unknown`, which `send` refuses with a clear message: a C value
+/// never becomes an out-of-range Rust enum.
+pub(crate) fn message_type_from_c(t: i32) -> MessageType {
+    match t {
+        KVS_MSG_SDP_OFFER => MessageType::SdpOffer,
+        KVS_MSG_SDP_ANSWER => MessageType::SdpAnswer,
+        KVS_MSG_ICE_CANDIDATE => MessageType::IceCandidate,
+        KVS_MSG_STATUS_RESPONSE => MessageType::StatusResponse,
+        KVS_MSG_GO_AWAY => MessageType::GoAway,
+        KVS_MSG_RECONNECT_ICE_SERVER => MessageType::ReconnectIceServer,
+        _ => MessageType::Unknown,
+    }
+}
+
+fn message_type_to_c(t: MessageType) -> i32 {
+    match t {
+        MessageType::Unknown => KVS_MSG_UNKNOWN,
+        MessageType::SdpOffer => KVS_MSG_SDP_OFFER,
+        MessageType::SdpAnswer => KVS_MSG_SDP_ANSWER,
+        MessageType::IceCandidate => KVS_MSG_ICE_CANDIDATE,
+        MessageType::StatusResponse => KVS_MSG_STATUS_RESPONSE,
+        MessageType::GoAway => KVS_MSG_GO_AWAY,
+        MessageType::ReconnectIceServer => KVS_MSG_RECONNECT_ICE_SERVER,
+    }
+}
+
+pub(crate) fn message_type_name(t: i32) -> &'static CStr {
+    match message_type_from_c(t) {
+        MessageType::Unknown => c"UNKNOWN",
+        MessageType::SdpOffer => c"SDP_OFFER",
+        MessageType::SdpAnswer => c"SDP_ANSWER",
+        MessageType::IceCandidate => c"ICE_CANDIDATE",
+        MessageType::StatusResponse => c"STATUS_RESPONSE",
+        MessageType::GoAway => c"GO_AWAY",
+        MessageType::ReconnectIceServer => c"RECONNECT_ICE_SERVER",
+    }
+}
+
+/// # Safety
+/// `p` is non-NULL and points to `len` readable bytes, or to a NUL-terminated string when
+/// `len` is 0.
+pub(crate) unsafe fn payload_bytes<'a>(p: *const c_char, len: usize) -> &'a [u8] {
+    if len == 0 {
+        // SAFETY: NUL-terminated per the contract.
+        unsafe { CStr::from_ptr(p) }.to_bytes()
+    } else {
+        // SAFETY: `len` readable bytes per the contract.
+        unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }
+    }
+}
+
+pub(crate) fn check_message(out: &KvsMessage) -> Result<(), Error> {
+    if (out.struct_size as usize) < size_of::<KvsMessage>() {
+        return Err(Error::invalid(
+            "out.struct_size",
+            format!(
+                "{} is smaller than this library's KvsMessage ({}); call kvs_message_init()",
+                out.struct_size,
+                size_of::<KvsMessage>()
+            ),
+        ));
+    }
+    if out.payload.is_null() && out.payload_cap > 0 {
+        return Err(Error::invalid(
+            "out.payload",
+            "is NULL but payload_cap is not 0",
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `m` into `out`, or only `payload_len` when the payload does not fit.
+///
+/// # Safety
+/// `out.payload` points to `out.payload_cap` writable bytes (or is NULL with cap 0).
+pub(crate) unsafe fn fill_message(out: &mut KvsMessage, m: &Message) -> Result<(), Error> {
+    let needed = m.payload.len();
+    if needed >= out.payload_cap {
+        out.payload_len = needed;
+        let mut e = Error::new(
+            ErrorKind::BufferTooSmall,
+            format!(
+                "out.payload: the {} payload needs {} bytes plus the NUL, the buffer holds {}; \
+                 the message stays queued",
+                m.message_type.name(),
+                needed,
+                out.payload_cap
+            ),
+        );
+        e.http_status = None;
+        return Err(e);
+    }
+    // SAFETY: `needed < payload_cap`, and the caller guarantees `payload_cap` writable bytes.
+    let buf = unsafe { std::slice::from_raw_parts_mut(out.payload.cast::<u8>(), out.payload_cap) };
+    buf[..needed].copy_from_slice(&m.payload);
+    buf[needed] = 0;
+    out.payload_len = needed;
+    out.message_type = message_type_to_c(m.message_type);
+    copy_c_string(&m.sender_client_id, as_bytes_mut(&mut out.sender_client_id));
+    let status = m.status.clone().unwrap_or_default();
+    copy_c_string(
+        &status.correlation_id,
+        as_bytes_mut(&mut out.correlation_id),
+    );
+    copy_c_string(&status.error_type, as_bytes_mut(&mut out.error_type));
+    copy_c_string(&status.description, as_bytes_mut(&mut out.description));
+    out.status_code = status.status_code;
+    Ok(())
+}
+
+fn as_bytes_mut(buf: &mut [c_char]) -> &mut [u8] {
+    // SAFETY: c_char and u8 have the same size and alignment; the slice covers the same memory.
+    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len()) }
+}
+
+/// Copies `s` into `out` NUL-terminated, cut at a UTF-8 boundary when too long.
+pub(crate) fn copy_c_string(s: &str, out: &mut [u8]) {
+    if out.is_empty() {
+        return;
+    }
+    let mut n = s.len().min(out.len() - 1);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    out[..n].copy_from_slice(&s.as_bytes()[..n]);
+    out[n] = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::MAX_PAYLOAD;
+
+    #[test]
+    fn c_strings_are_cut_at_char_boundaries() {
+        let mut out = [0xffu8; 4];
+        copy_c_string("aé€", &mut out); // a(1) é(2) €(3)
+        assert_eq!(&out, b"a\xc3\xa9\0");
+        let mut out = [0xffu8; 2];
+        copy_c_string("€", &mut out);
+        assert_eq!(out[0], 0);
+    }
+
+    #[test]
+    fn payload_bound_matches_the_envelope() {
+        assert_eq!(KVS_MAX_PAYLOAD_LEN, MAX_PAYLOAD);
+    }
+
+    #[test]
+    fn unknown_type_integers_are_safe() {
+        for t in [-1, 7, i32::MAX, i32::MIN] {
+            assert_eq!(message_type_from_c(t), MessageType::Unknown);
+            assert_eq!(message_type_name(t), c"UNKNOWN");
+        }
+        assert_eq!(message_type_name(KVS_MSG_GO_AWAY), c"GO_AWAY");
+    }
+}
