@@ -1,0 +1,36 @@
+# Cross-compiling kvs-viewer (and your firmware) for 64-bit ARM Linux with Debian's cross gcc:
+#
+#   apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+#   rustup target add aarch64-unknown-linux-gnu
+#   cmake -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake
+#
+# The Rust target (aarch64-unknown-linux-gnu) is derived from CMAKE_SYSTEM_PROCESSOR; OpenSSL is
+# built from source for the target unless -DKVS_VENDORED_OPENSSL=OFF (then openssl-sys finds the
+# target's OpenSSL through AARCH64_UNKNOWN_LINUX_GNU_OPENSSL_DIR or target-suffixed PKG_CONFIG_*).
+# For a board vendor's SDK, copy this file and point the compiler and CMAKE_SYSROOT at the SDK.
+set(CMAKE_SYSTEM_NAME Linux)
+set(CMAKE_SYSTEM_PROCESSOR aarch64)
+
+set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
+find_program(_kvs_aarch64_cxx aarch64-linux-gnu-g++)
+if(_kvs_aarch64_cxx)
+  set(CMAKE_CXX_COMPILER "${_kvs_aarch64_cxx}")
+endif()
+
+set(CMAKE_FIND_ROOT_PATH /usr/aarch64-linux-gnu)
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
+# Consequence of PACKAGE ONLY: consumers outside the sysroot pass -DKvsViewer_DIR=<prefix>/lib/cmake/KvsViewer.
+
+# Run target binaries (ctest, try_run) through user-mode qemu. With only the cross libc
+# (libc6-dev-arm64-cross) qemu needs -L to find the aarch64 loader; once Debian's multiarch
+# libc6:arm64 is installed the loader is at /lib and -L must go (with it, threaded programs spin).
+if(NOT DEFINED CMAKE_CROSSCOMPILING_EMULATOR)
+  if(EXISTS /lib/ld-linux-aarch64.so.1)
+    set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64)
+  else()
+    set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64 -L /usr/aarch64-linux-gnu)
+  endif()
+endif()

@@ -1,0 +1,31 @@
+# Cross-compiling kvs-viewer for 32-bit ARM Linux boards (ARMv7-A, hard float) with Debian's
+# cross gcc:
+#
+#   apt-get install gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user
+#   rustup target add armv7-unknown-linux-gnueabihf
+#   cmake -S . -B build-armv7 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/armv7-linux-gnueabihf.cmake
+#
+# The Rust target (armv7-unknown-linux-gnueabihf) is derived from CMAKE_SYSTEM_PROCESSOR; OpenSSL
+# is built from source for the target unless -DKVS_VENDORED_OPENSSL=OFF.
+set(CMAKE_SYSTEM_NAME Linux)
+set(CMAKE_SYSTEM_PROCESSOR armv7)
+
+set(CMAKE_C_COMPILER arm-linux-gnueabihf-gcc)
+find_program(_kvs_armv7_cxx arm-linux-gnueabihf-g++)
+if(_kvs_armv7_cxx)
+  set(CMAKE_CXX_COMPILER "${_kvs_armv7_cxx}")
+endif()
+
+set(CMAKE_FIND_ROOT_PATH /usr/arm-linux-gnueabihf)
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
+
+if(NOT DEFINED CMAKE_CROSSCOMPILING_EMULATOR)
+  if(EXISTS /lib/ld-linux-armhf.so.3)
+    set(CMAKE_CROSSCOMPILING_EMULATOR qemu-arm)
+  else()
+    set(CMAKE_CROSSCOMPILING_EMULATOR qemu-arm -L /usr/arm-linux-gnueabihf)
+  endif()
+endif()

@@ -1,0 +1,301 @@
+/* Live tests against the signaling emulator (started by the ctest fixture, or by the caller):
+ * connect, offer -> answer -> candidates, buffer too small then retry, local refusals on a
+ * connected handle, send from one thread while another blocks in recv, service errors
+ * (403, 404, client limit, untrusted certificate), close.
+ *
+ * Reads the emulator's env file (KEY=VALUE lines) named by KVS_TEST_ENV_FILE. */
+#define _POSIX_C_SOURCE 200809L
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kvs_viewer.h"
+#include "test_util.h"
+
+static const char OFFER[] =
+    "{\"type\":\"offer\",\"sdp\":\"v=0\\r\\no=- 4611731400430051336 2 IN IP4 127.0.0.1\\r\\n"
+    "s=-\\r\\nt=0 0\\r\\na=group:BUNDLE 0 1\\r\\na=msid-semantic: WMS\\r\\n"
+    "m=video 9 UDP/TLS/RTP/SAVPF 96\\r\\nc=IN IP4 0.0.0.0\\r\\na=rtcp:9 IN IP4 0.0.0.0\\r\\n"
+    "a=ice-ufrag:EsAw\\r\\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\\r\\na=ice-options:trickle\\r\\n"
+    "a=fingerprint:sha-256 D1:2C:E4:54:8C:6D:6A:91:7F:28:2B:07:D4:4E:1E:0C:6F:2B:8A:5E:55:1B:"
+    "1F:0A:34:9C:2D:EB:45:6C:19:63\\r\\na=setup:actpass\\r\\na=mid:0\\r\\na=recvonly\\r\\n"
+    "a=rtcp-mux\\r\\na=rtpmap:96 H264/90000\\r\\n"
+    "m=audio 9 UDP/TLS/RTP/SAVPF 111\\r\\nc=IN IP4 0.0.0.0\\r\\na=mid:1\\r\\na=recvonly\\r\\n"
+    "a=rtcp-mux\\r\\na=rtpmap:111 opus/48000/2\\r\\n\"}";
+static const char CANDIDATE[] =
+    "{\"candidate\":\"candidate:1 1 udp 2122260223 192.0.2.10 50000 typ host\","
+    "\"sdpMid\":\"0\",\"sdpMLineIndex\":0}";
+
+/* ---- env file ------------------------------------------------------------------------------ */
+
+/* Loads KEY=VALUE lines (optionally `export`ed, optionally quoted) into the environment. */
+static int load_env_file(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "cannot open env file %s\n", path);
+    return -1;
+  }
+  char line[4096];
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\r\n")] = '\0';
+    char *p = line;
+    while (*p == ' ' || *p == '\t') p++;
+    if (*p == '#' || *p == '\0') continue;
+    if (strncmp(p, "export ", 7) == 0) p += 7;
+    char *eq = strchr(p, '=');
+    if (!eq) continue;
+    *eq = '\0';
+    char *val = eq + 1;
+    size_t n = strlen(val);
+    if (n >= 2 && (val[0] == '\'' || val[0] == '"') && val[n - 1] == val[0]) {
+      val[n - 1] = '\0';
+      val++;
+    }
+    setenv(p, val, 1);
+  }
+  fclose(f);
+  return 0;
+}
+
+static const char *env_or(const char *name, const char *fallback) {
+  const char *v = getenv(name);
+  return (v && *v) ? v : fallback;
+}
+
+static void emulator_config(KvsViewerConfig *cfg, const char *client_id) {
+  kvs_viewer_config_init(cfg);
+  cfg->region = env_or("AWS_REGION", "us-west-2");
+  cfg->channel_arn = getenv("KVS_CHANNEL_ARN");
+  cfg->client_id = client_id;
+  cfg->wss_endpoint = getenv("KVS_WSS_ENDPOINT");
+  cfg->access_key_id = getenv("AWS_ACCESS_KEY_ID");
+  cfg->secret_access_key = getenv("AWS_SECRET_ACCESS_KEY");
+  cfg->session_token = env_or("AWS_SESSION_TOKEN", NULL);
+  cfg->ca_file = getenv("KVS_CA_FILE");
+  cfg->connect_timeout_ms = 10000;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- tests --------------------------------------------------------------------------------- */
+
+static void test_exchange(void) {
+  KvsViewerConfig cfg;
+  emulator_config(&cfg, env_or("KVS_CLIENT_ID", "c-test-viewer"));
+  KvsViewer *v = NULL;
+  CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_OK);
+  if (!v) return;
+
+  char buf[16384];
+  KvsMessage msg;
+  kvs_message_init(&msg, buf, sizeof buf);
+
+  /* Nothing queued yet: a poll times out and leaves the handle usable. */
+  CHECK_CODE(kvs_viewer_recv(v, &msg, 0), KVS_ERR_TIMEOUT);
+  CHECK_CODE(kvs_viewer_recv(v, &msg, 50), KVS_ERR_TIMEOUT);
+
+  /* NULL arguments on a live handle. */
+  CHECK_CODE(kvs_viewer_recv(v, NULL, 0), KVS_ERR_NULL_POINTER);
+  CHECK_CODE(kvs_viewer_send(v, KVS_MSG_SDP_OFFER, NULL, 10, NULL), KVS_ERR_NULL_POINTER);
+
+  /* Refused locally, the handle stays usable. */
+  CHECK_CODE(kvs_viewer_send(v, KVS_MSG_SDP_OFFER, OFFER, strlen(OFFER), "bad id!"),
+             KVS_ERR_INVALID_ARGUMENT);
+  CHECK_DETAIL_HAS("correlation");
+  CHECK_CODE(kvs_viewer_send(v, 99, OFFER, strlen(OFFER), NULL), KVS_ERR_INVALID_ARGUMENT);
+  {
+    /* 8000 bytes of payload encode to 10668 base64 bytes: over the service's 10 K limit. */
+    size_t n = 8000;
+    char *big = malloc(n);
+    if (!big) abort();
+    memset(big, 'x', n);
+    CHECK_CODE(kvs_viewer_send(v, KVS_MSG_ICE_CANDIDATE, big, n, NULL), KVS_ERR_INVALID_ARGUMENT);
+    free(big);
+  }
+
+  /* The offer goes out; the emulator's built-in master answers. */
+  CHECK_CODE(kvs_viewer_send(v, KVS_MSG_SDP_OFFER, OFFER, strlen(OFFER), "offer-1"), KVS_OK);
+
+  /* A too-small buffer reports the needed size, and the message stays queued. */
+  char tiny[8];
+  KvsMessage small;
+  kvs_message_init(&small, tiny, sizeof tiny);
+  CHECK_CODE(kvs_viewer_recv(v, &small, 10000), KVS_ERR_BUFFER_TOO_SMALL);
+  size_t needed = small.payload_len;
+  CHECK(needed >= sizeof tiny);
+  /* Exactly needed bytes is still too small: the NUL needs one more. */
+  char *exact = malloc(needed + 1);
+  if (!exact) abort();
+  kvs_message_init(&small, exact, needed);
+  CHECK_CODE(kvs_viewer_recv(v, &small, 0), KVS_ERR_BUFFER_TOO_SMALL);
+  CHECK(small.payload_len == needed);
+  kvs_message_init(&small, exact, needed + 1);
+  CHECK_CODE(kvs_viewer_recv(v, &small, 0), KVS_OK);
+  CHECK(small.payload_len == needed);
+  CHECK(exact[needed] == '\0');
+  CHECK(strlen(exact) == needed);
+  CHECK(small.message_type == KVS_MSG_SDP_ANSWER);
+  CHECK(strstr(exact, "\"answer\"") != NULL);
+  CHECK(strstr(exact, "m=video") != NULL);
+  CHECK(small.sender_client_id[0] == '\0'); /* from the master */
+  CHECK(small.status_code == 0);
+  free(exact);
+
+  /* Then the master's candidates, until a quiet second. */
+  int candidates = 0;
+  for (;;) {
+    kvs_message_init(&msg, buf, sizeof buf);
+    int32_t rc = kvs_viewer_recv(v, &msg, 1000);
+    if (rc == KVS_ERR_TIMEOUT) break;
+    CHECK_CODE(rc, KVS_OK);
+    if (rc != KVS_OK) break;
+    CHECK(msg.message_type == KVS_MSG_ICE_CANDIDATE);
+    CHECK(strstr(buf, "candidate") != NULL);
+    CHECK(msg.payload_len == strlen(buf));
+    candidates++;
+  }
+  CHECK(candidates >= 1);
+
+  /* Our candidate, with and without a correlation id. */
+  CHECK_CODE(kvs_viewer_send(v, KVS_MSG_ICE_CANDIDATE, CANDIDATE, strlen(CANDIDATE), NULL),
+             KVS_OK);
+  CHECK_CODE(kvs_viewer_send(v, KVS_MSG_ICE_CANDIDATE, CANDIDATE, strlen(CANDIDATE), "cand-1"),
+             KVS_OK);
+
+  CHECK_CODE(kvs_viewer_close(v), KVS_OK);
+  printf("exchange: answer + %d candidates\n", candidates);
+}
+
+struct recv_thread {
+  KvsViewer *v;
+  int32_t rc;
+  int32_t type;
+  double got_at;
+};
+
+static void *recv_main(void *arg) {
+  struct recv_thread *t = arg;
+  char buf[16384];
+  KvsMessage msg;
+  kvs_message_init(&msg, buf, sizeof buf);
+  /* Blocks (bounded at 20 s) until the answer to the offer sent by the main thread arrives. */
+  t->rc = kvs_viewer_recv(t->v, &msg, 20000);
+  t->type = msg.message_type;
+  t->got_at = now_s();
+  return NULL;
+}
+
+/* One thread blocked in recv, another sends: the send must not wait for recv's timeout. */
+static void test_send_while_recv_blocks(void) {
+  KvsViewerConfig cfg;
+  emulator_config(&cfg, "c-test-threads");
+  KvsViewer *v = NULL;
+  CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_OK);
+  if (!v) return;
+  struct recv_thread t = {v, 1, -1, 0.0};
+  pthread_t th;
+  CHECK(pthread_create(&th, NULL, recv_main, &t) == 0);
+  /* No handshake with the thread is needed: whether it is already blocked or not, the answer
+   * can only arrive after this send, and the recv must return it well before its 20 s bound. */
+  double sent_at = now_s();
+  CHECK_CODE(kvs_viewer_send(v, KVS_MSG_SDP_OFFER, OFFER, strlen(OFFER), NULL), KVS_OK);
+  double send_took = now_s() - sent_at;
+  CHECK(pthread_join(th, NULL) == 0);
+  CHECK_CODE(t.rc, KVS_OK);
+  CHECK(t.type == KVS_MSG_SDP_ANSWER);
+  CHECK(send_took < 5.0);
+  CHECK(t.got_at - sent_at < 10.0);
+  CHECK_CODE(kvs_viewer_close(v), KVS_OK);
+  printf("threads: send took %.3f s, answer after %.3f s\n", send_took, t.got_at - sent_at);
+}
+
+static void test_access_denied(void) {
+  KvsViewerConfig cfg;
+  emulator_config(&cfg, "c-test-denied");
+  cfg.secret_access_key = "wrong-secret-key-for-this-test";
+  KvsViewer *v = NULL;
+  CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_ERR_ACCESS_DENIED);
+  CHECK(v == NULL);
+  CHECK(kvs_last_error_http_status() == 403);
+  CHECK_DETAIL_HAS("AccessDenied");
+}
+
+static void test_resource_not_found(void) {
+  /* Same account and region, a channel that does not exist. */
+  const char *arn = getenv("KVS_CHANNEL_ARN");
+  const char *ch = arn ? strstr(arn, ":channel/") : NULL;
+  CHECK(ch != NULL);
+  if (!ch) return;
+  char other[1100];
+  snprintf(other, sizeof other, "%.*s:channel/kvs-no-such-channel/1234567890123",
+           (int)(ch - arn), arn);
+  KvsViewerConfig cfg;
+  emulator_config(&cfg, "c-test-notfound");
+  cfg.channel_arn = other;
+  KvsViewer *v = NULL;
+  CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_ERR_RESOURCE_NOT_FOUND);
+  CHECK(v == NULL);
+  CHECK(kvs_last_error_http_status() == 404);
+}
+
+static void test_untrusted_certificate(void) {
+  KvsViewerConfig cfg;
+  emulator_config(&cfg, "c-test-untrusted");
+  cfg.ca_file = NULL; /* the emulator's CA is not in the system roots */
+  KvsViewer *v = NULL;
+  CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_ERR_TLS);
+  CHECK(v == NULL);
+}
+
+/* The fixture starts the emulator with --max-viewers 3: a 4th viewer is refused, and closing one
+ * frees its slot at once. */
+static void test_client_limit(void) {
+  static const char *const ids[] = {"c-limit-1", "c-limit-2", "c-limit-3"};
+  KvsViewer *vs[3] = {NULL, NULL, NULL};
+  for (int i = 0; i < 3; i++) {
+    KvsViewerConfig cfg;
+    emulator_config(&cfg, ids[i]);
+    CHECK_CODE(kvs_viewer_connect(&cfg, &vs[i]), KVS_OK);
+  }
+  KvsViewerConfig cfg;
+  emulator_config(&cfg, "c-limit-4");
+  KvsViewer *extra = NULL;
+  CHECK_CODE(kvs_viewer_connect(&cfg, &extra), KVS_ERR_CLIENT_LIMIT_EXCEEDED);
+  CHECK(extra == NULL);
+  CHECK(kvs_last_error_http_status() == 400);
+  CHECK_DETAIL_HAS("ClientLimitExceeded");
+
+  CHECK_CODE(kvs_viewer_close(vs[0]), KVS_OK);
+  vs[0] = NULL;
+  CHECK_CODE(kvs_viewer_connect(&cfg, &extra), KVS_OK);
+  CHECK_CODE(kvs_viewer_close(extra), KVS_OK);
+  for (int i = 1; i < 3; i++) CHECK_CODE(kvs_viewer_close(vs[i]), KVS_OK);
+}
+
+int main(void) {
+  const char *env_file = getenv("KVS_TEST_ENV_FILE");
+  if (!env_file || !*env_file) {
+    fprintf(stderr, "KVS_TEST_ENV_FILE is not set (the emulator's --env-file)\n");
+    return 2;
+  }
+  if (load_env_file(env_file) != 0) return 2;
+  if (!getenv("KVS_CHANNEL_ARN") || !getenv("KVS_WSS_ENDPOINT")) {
+    fprintf(stderr, "%s lacks KVS_CHANNEL_ARN or KVS_WSS_ENDPOINT\n", env_file);
+    return 2;
+  }
+  test_exchange();
+  test_send_while_recv_blocks();
+  test_access_denied();
+  test_resource_not_found();
+  test_untrusted_certificate();
+  test_client_limit();
+  return test_summary("test_live");
+}
