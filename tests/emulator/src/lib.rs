@@ -1,1 +1,394 @@
-pub fn placeholder() {}
+//! A local emulator of the Kinesis Video Streams WebRTC signaling service.
+//!
+//! One TLS listener on 127.0.0.1 serves the control plane (`POST /describeSignalingChannel`,
+//! `/getSignalingChannelEndpoint`, `/createSignalingChannel`), `POST /v1/get-ice-server-config`
+//! and the signaling WebSocket (`GET /?X-Amz-…`, ConnectAsViewer / ConnectAsMaster). Every request
+//! is SigV4-verified. A plain-HTTP admin listener takes faults (`POST /fault`) and shows
+//! `GET /events` and `GET /state`. A JSON-lines event log records what clients did, without
+//! secrets.
+//!
+//! ```no_run
+//! use kvs_signaling_emulator::{Emulator, EmulatorConfig};
+//! let emu = Emulator::start(EmulatorConfig::default()).unwrap();
+//! println!("{}", emu.env().wss_endpoint);
+//! ```
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod config;
+mod control;
+mod events;
+mod http;
+mod sdp;
+mod server;
+mod signaling;
+pub mod sigv4;
+mod tls;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use config::{Credential, EmulatorConfig, Fault, Operation, RawFrame};
+pub use control::{valid_arn, valid_name};
+
+use server::{Hub, Shared, lock};
+
+/// What a client needs to talk to the emulator (the `KEY=VALUE` env file carries the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmulatorEnv {
+    /// `AWS_REGION`.
+    pub region: String,
+    /// `AWS_ACCESS_KEY_ID` (first configured credential).
+    pub access_key_id: String,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: String,
+    /// `AWS_SESSION_TOKEN`, when the first credential has one.
+    pub session_token: Option<String>,
+    /// `KVS_CHANNEL_NAME`.
+    pub channel_name: String,
+    /// `KVS_CHANNEL_ARN`.
+    pub channel_arn: String,
+    /// `KVS_CONTROL_PLANE_URL`, e.g. `https://127.0.0.1:PORT`.
+    pub control_plane_url: String,
+    /// `KVS_WSS_ENDPOINT`, e.g. `wss://127.0.0.1:PORT`.
+    pub wss_endpoint: String,
+    /// `KVS_HTTPS_ENDPOINT`, e.g. `https://127.0.0.1:PORT`.
+    pub https_endpoint: String,
+    /// `KVS_CA_FILE`: PEM of the CA that signed the server certificate.
+    pub ca_file: PathBuf,
+    /// `KVS_CLIENT_ID`: a ready viewer id.
+    pub client_id: String,
+    /// `KVS_EMULATOR_ADMIN_URL`, e.g. `http://127.0.0.1:PORT`.
+    pub admin_url: String,
+    /// `KVS_EMULATOR_EVENT_LOG`.
+    pub event_log: PathBuf,
+}
+
+/// Quotes a value for a POSIX shell when it needs it.
+pub fn shell_quote(v: &str) -> String {
+    if !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:,@%+=".contains(&b))
+    {
+        v.to_string()
+    } else {
+        format!("'{}'", v.replace('\'', "'\\''"))
+    }
+}
+
+impl EmulatorEnv {
+    /// The variables as `(name, value)` pairs (for a child process environment).
+    pub fn vars(&self) -> Vec<(String, String)> {
+        let mut v = vec![
+            ("AWS_REGION".to_string(), self.region.clone()),
+            ("AWS_ACCESS_KEY_ID".to_string(), self.access_key_id.clone()),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_string(),
+                self.secret_access_key.clone(),
+            ),
+        ];
+        if let Some(t) = &self.session_token {
+            v.push(("AWS_SESSION_TOKEN".into(), t.clone()));
+        }
+        v.extend([
+            ("KVS_CHANNEL_NAME".to_string(), self.channel_name.clone()),
+            ("KVS_CHANNEL_ARN".to_string(), self.channel_arn.clone()),
+            (
+                "KVS_CONTROL_PLANE_URL".to_string(),
+                self.control_plane_url.clone(),
+            ),
+            ("KVS_WSS_ENDPOINT".to_string(), self.wss_endpoint.clone()),
+            (
+                "KVS_HTTPS_ENDPOINT".to_string(),
+                self.https_endpoint.clone(),
+            ),
+            (
+                "KVS_CA_FILE".to_string(),
+                self.ca_file.display().to_string(),
+            ),
+            ("KVS_CLIENT_ID".to_string(), self.client_id.clone()),
+            ("KVS_EMULATOR_ADMIN_URL".to_string(), self.admin_url.clone()),
+            (
+                "KVS_EMULATOR_EVENT_LOG".to_string(),
+                self.event_log.display().to_string(),
+            ),
+        ]);
+        v
+    }
+
+    /// Shell-sourceable `KEY=VALUE` lines.
+    pub fn to_env_file(&self) -> String {
+        self.vars()
+            .iter()
+            .map(|(k, v)| format!("{k}={}\n", shell_quote(v)))
+            .collect()
+    }
+}
+
+/// A running emulator. Stops on [`Emulator::shutdown`] or drop.
+#[derive(Debug)]
+pub struct Emulator {
+    shared: Arc<Shared>,
+    env: EmulatorEnv,
+    listeners: Mutex<Vec<JoinHandle<()>>>,
+    addrs: Vec<SocketAddr>,
+    temp_dir: Option<PathBuf>,
+    stopped: AtomicBool,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn make_temp_dir() -> std::io::Result<PathBuf> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "kvs-emulator-{}-{}-{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::SeqCst),
+        nanos
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn other_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+impl Emulator {
+    /// Starts the listeners and returns once they accept connections.
+    pub fn start(cfg: EmulatorConfig) -> std::io::Result<Emulator> {
+        if cfg.credentials.is_empty() {
+            return Err(other_err("at least one credential is required"));
+        }
+        if !valid_name(&cfg.channel_name) {
+            return Err(other_err(format!(
+                "invalid channel name '{}'",
+                cfg.channel_name
+            )));
+        }
+        let (state_dir, temp_dir) = match &cfg.state_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)?;
+                (d.clone(), None)
+            }
+            None => {
+                let d = make_temp_dir()?;
+                (d.clone(), Some(d))
+            }
+        };
+        let material = match (&cfg.tls_cert_pem, &cfg.tls_key_pem) {
+            (Some(c), Some(k)) => tls::load(c, k)?,
+            (None, None) => tls::generate().map_err(other_err)?,
+            _ => return Err(other_err("tls_cert_pem and tls_key_pem go together")),
+        };
+        let ca_file = match &material.ca_pem {
+            Some(pem) => {
+                let p = state_dir.join("emulator-ca.pem");
+                std::fs::write(&p, pem)?;
+                p
+            }
+            // A user-supplied certificate: clients trust its chain; point them at the cert.
+            None => cfg.tls_cert_pem.clone().unwrap_or_default(),
+        };
+        let acceptor = Arc::new(tls::acceptor(&material).map_err(other_err)?);
+        let event_log = cfg
+            .event_log
+            .clone()
+            .unwrap_or_else(|| state_dir.join("events.jsonl"));
+        let events = events::EventLog::new(Some(&event_log))?;
+
+        let listener = TcpListener::bind((cfg.bind, cfg.port))?;
+        let admin = TcpListener::bind((cfg.bind, cfg.admin_port))?;
+        let addr = listener.local_addr()?;
+        let admin_addr = admin.local_addr()?;
+        // Literal IPs (never `localhost`) so clients never try another address family.
+        let host = match addr {
+            SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        };
+        let admin_host = match admin_addr {
+            SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        };
+        let wss_endpoint = format!("wss://{host}");
+        let https_endpoint = format!("https://{host}");
+
+        let shared = Arc::new(Shared {
+            clock_offset: AtomicI64::new(cfg.clock_offset_secs),
+            stop_pongs: Arc::new(AtomicBool::new(false)),
+            candidates_before_answer: AtomicBool::new(false),
+            handshake_delay_ms: AtomicU64::new(0),
+            stall_next_ms: AtomicU64::new(0),
+            idle_timeout_secs: AtomicU64::new(cfg.idle_timeout_secs.unwrap_or(0)),
+            max_lifetime_secs: AtomicU64::new(cfg.max_connection_secs.unwrap_or(0)),
+            fail_rules: Mutex::new(Vec::new()),
+            channels: Mutex::new(Vec::new()),
+            hub: Mutex::new(Hub::default()),
+            shutdown: AtomicBool::new(false),
+            next_conn: AtomicU64::new(1),
+            threads: Mutex::new(Vec::new()),
+            wss_endpoint: wss_endpoint.clone(),
+            https_endpoint: https_endpoint.clone(),
+            events,
+            cfg: cfg.clone(),
+        });
+        let channel = shared.new_channel(&cfg.channel_name, "SINGLE_MASTER", cfg.message_ttl_secs);
+        let channel_arn = channel.arn.clone();
+        lock(&shared.channels).push(channel);
+
+        let cred = &cfg.credentials[0];
+        let env = EmulatorEnv {
+            region: cfg.region.clone(),
+            access_key_id: cred.access_key_id.clone(),
+            secret_access_key: cred.secret_access_key.clone(),
+            session_token: cred.session_token.clone(),
+            channel_name: cfg.channel_name.clone(),
+            channel_arn: channel_arn.clone(),
+            control_plane_url: https_endpoint.clone(),
+            wss_endpoint,
+            https_endpoint,
+            ca_file,
+            client_id: cfg.client_id.clone(),
+            admin_url: format!("http://{admin_host}"),
+            event_log,
+        };
+
+        let s1 = shared.clone();
+        let t1 = std::thread::Builder::new()
+            .name("emu-tls-accept".into())
+            .spawn(move || server::tls_accept_loop(s1, listener, acceptor))?;
+        let s2 = shared.clone();
+        let t2 = std::thread::Builder::new()
+            .name("emu-admin-accept".into())
+            .spawn(move || server::admin_accept_loop(s2, admin))?;
+        shared.emit(
+            "started",
+            serde_json::json!({
+                "addr": addr.to_string(), "admin_addr": admin_addr.to_string(), "channel_arn": channel_arn,
+                "region": cfg.region, "max_viewers": cfg.max_viewers, "auto_answer": cfg.auto_answer,
+            }),
+        );
+        Ok(Emulator {
+            shared,
+            env,
+            listeners: Mutex::new(vec![t1, t2]),
+            addrs: vec![addr, admin_addr],
+            temp_dir: if cfg.state_dir.is_none() {
+                temp_dir
+            } else {
+                None
+            },
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// Connection details for clients.
+    pub fn env(&self) -> &EmulatorEnv {
+        &self.env
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &EmulatorConfig {
+        &self.shared.cfg
+    }
+
+    /// Injects a fault. Errors when a named client is not connected or the fault is invalid.
+    pub fn inject(&self, fault: Fault) -> Result<(), String> {
+        self.shared.inject(fault)
+    }
+
+    /// All events so far.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.shared.events.all()
+    }
+
+    /// Waits (at most `timeout`) for an event matching `pred`, including past ones.
+    pub fn wait_for_event(
+        &self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+        timeout: Duration,
+    ) -> Option<serde_json::Value> {
+        self.shared.events.wait_for(pred, timeout)
+    }
+
+    /// Client ids of the connected viewers (all channels), in connection order.
+    pub fn connected_viewers(&self) -> Vec<String> {
+        lock(&self.shared.hub)
+            .viewers
+            .iter()
+            .map(|(_, id, _)| id.clone())
+            .collect()
+    }
+
+    /// Whether a real master is connected to the default channel.
+    pub fn master_connected(&self) -> bool {
+        lock(&self.shared.hub)
+            .masters
+            .contains_key(&self.env.channel_arn)
+    }
+
+    /// Adds a channel (as CreateSignalingChannel would) and returns its ARN.
+    pub fn create_channel(&self, name: &str) -> Result<String, String> {
+        if !valid_name(name) {
+            return Err(format!("invalid channel name '{name}'"));
+        }
+        let mut channels = lock(&self.shared.channels);
+        if let Some(c) = channels.iter().find(|c| c.name == name) {
+            return Ok(c.arn.clone());
+        }
+        let c = self
+            .shared
+            .new_channel(name, "SINGLE_MASTER", self.shared.cfg.message_ttl_secs);
+        let arn = c.arn.clone();
+        channels.push(c);
+        Ok(arn)
+    }
+
+    /// The emulator's current time (system clock plus the configured/injected offset).
+    pub fn now_unix(&self) -> i64 {
+        self.shared.now()
+    }
+
+    /// Stops everything: closes connections (close frame 1001), joins threads, frees the ports,
+    /// removes the temporary state directory. Idempotent.
+    pub fn shutdown(&self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        // Wake the blocking accept() calls.
+        for a in &self.addrs {
+            let _ = TcpStream::connect_timeout(a, Duration::from_secs(1));
+        }
+        for t in lock(&self.listeners).drain(..) {
+            let _ = t.join();
+        }
+        loop {
+            let batch: Vec<JoinHandle<()>> = lock(&self.shared.threads).drain(..).collect();
+            if batch.is_empty() {
+                break;
+            }
+            for t in batch {
+                let _ = t.join();
+            }
+        }
+        self.shared.emit("stopped", serde_json::json!({}));
+        if let Some(d) = &self.temp_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,421 @@
+//! Control plane (`/describeSignalingChannel`, `/getSignalingChannelEndpoint`,
+//! `/createSignalingChannel`) and `POST /v1/get-ice-server-config`, rest-json as in the service
+//! models.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Map, Value, json};
+
+use crate::config::{Operation, random_bytes};
+use crate::http::Head;
+use crate::server::{ApiError, Channel, Shared, lock};
+use crate::sigv4::{SERVICE, SignedRequest, Verifier};
+
+/// ChannelName / ClientId constraint: 1–256 of `[a-zA-Z0-9_.-]`.
+pub fn valid_name(s: &str) -> bool {
+    (1..=256).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Channel ARN constraint: ≤1024 and
+/// `arn:[a-z\d-]+:kinesisvideo:[a-z0-9-]+:[0-9]+:[a-z]+/[a-zA-Z0-9_.-]+/[0-9]+`.
+pub fn valid_arn(s: &str) -> bool {
+    if s.is_empty() || s.len() > 1024 {
+        return false;
+    }
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "kinesisvideo" {
+        return false;
+    }
+    let lower_digit_dash = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if !lower_digit_dash(parts[1]) || !lower_digit_dash(parts[3]) {
+        return false;
+    }
+    if parts[4].is_empty() || !parts[4].bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let res: Vec<&str> = parts[5].split('/').collect();
+    res.len() == 3
+        && !res[0].is_empty()
+        && res[0].bytes().all(|b| b.is_ascii_lowercase())
+        && valid_name(res[1])
+        && !res[2].is_empty()
+        && res[2].bytes().all(|b| b.is_ascii_digit())
+}
+
+fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::new(
+            400,
+            "SerializationException",
+            format!("Unexpected value type for field '{name}'"),
+        )),
+    }
+}
+
+fn validation(field: &str, value: &str, constraint: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: {constraint}"
+    ))
+}
+
+fn check_arn(arn: Option<&str>, field: &str) -> Result<String, ApiError> {
+    let Some(arn) = arn else {
+        return Err(ApiError::invalid(format!("{field} is required")));
+    };
+    if !valid_arn(arn) {
+        return Err(validation(
+            field,
+            arn,
+            "Member must satisfy regular expression pattern: arn:[a-z\\d-]+:kinesisvideo:[a-z0-9-]+:[0-9]+:[a-z]+/[a-zA-Z0-9_.-]+/[0-9]+",
+        ));
+    }
+    Ok(arn.to_string())
+}
+
+fn channel_json(c: &Channel) -> Value {
+    json!({
+        "ChannelARN": c.arn,
+        "ChannelName": c.name,
+        "ChannelStatus": "ACTIVE",
+        "ChannelType": c.channel_type,
+        // rest-json timestamps are epoch seconds (a number).
+        "CreationTime": c.creation_ms as f64 / 1000.0,
+        "SingleMasterConfiguration": {"MessageTtlSeconds": c.message_ttl},
+        "Version": c.version,
+    })
+}
+
+/// Handles one control-plane request. Returns status, extra headers and body.
+pub(crate) fn handle(
+    shared: &Shared,
+    head: &Head,
+    body: &[u8],
+    rid: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let op = match (head.method.as_str(), head.path.as_str()) {
+        ("POST", "/describeSignalingChannel") => Some(Operation::Describe),
+        ("POST", "/getSignalingChannelEndpoint") => Some(Operation::GetEndpoint),
+        ("POST", "/createSignalingChannel") => Some(Operation::CreateChannel),
+        ("POST", "/v1/get-ice-server-config") => Some(Operation::GetIceConfig),
+        _ => None,
+    };
+    let result = match op {
+        None => Err(ApiError::new(404, "UnknownOperationException", "")),
+        Some(op) => dispatch(shared, head, body, op),
+    };
+    let op_name = op.map(|o| o.name()).unwrap_or("Unknown");
+    match result {
+        Ok(v) => {
+            shared.emit(
+                "http_request",
+                json!({"operation": op_name, "method": head.method, "path": head.path, "status": 200, "request_id": rid}),
+            );
+            (200, Vec::new(), v.to_string())
+        }
+        Err(e) => {
+            shared.emit(
+                "http_request",
+                json!({"operation": op_name, "method": head.method, "path": head.path, "status": e.status,
+                       "error_type": e.error_type, "message": e.message, "request_id": rid}),
+            );
+            (
+                e.status,
+                vec![(
+                    "x-amzn-ErrorType".into(),
+                    shared.error_type_value(&e.error_type),
+                )],
+                e.body(),
+            )
+        }
+    }
+}
+
+fn dispatch(shared: &Shared, head: &Head, body: &[u8], op: Operation) -> Result<Value, ApiError> {
+    if let Some(err) = shared.take_failure(op) {
+        shared.emit(
+            "fault_applied",
+            json!({"operation": op.name(), "status": err.status, "error_type": err.error_type}),
+        );
+        return Err(err);
+    }
+    let verifier = Verifier {
+        credentials: &shared.cfg.credentials,
+        region: &shared.cfg.region,
+        service: SERVICE,
+        now: shared.now(),
+        max_skew_secs: shared.cfg.max_skew_secs,
+        accept_host_without_port: shared.cfg.accept_host_without_port,
+    };
+    let req = SignedRequest {
+        method: &head.method,
+        path: &head.path,
+        query: &head.query,
+        headers: &head.headers,
+        body,
+    };
+    match verifier.verify_header(&req) {
+        Ok(v) => shared.emit(
+            "auth",
+            json!({"operation": op.name(), "verdict": "accepted", "access_key_id": v.access_key_id}),
+        ),
+        Err(e) => {
+            shared.emit(
+                "auth",
+                json!({"operation": op.name(), "verdict": "rejected", "reason": e.reason(), "message": e.message()}),
+            );
+            return Err(ApiError::auth(e.message()));
+        }
+    }
+    let parsed: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::new(
+                400,
+                "SerializationException",
+                format!("Malformed JSON body: {e}"),
+            )
+        })?
+    };
+    let Value::Object(obj) = parsed else {
+        return Err(ApiError::new(
+            400,
+            "SerializationException",
+            "Request body must be a JSON object",
+        ));
+    };
+    match op {
+        Operation::Describe => describe(shared, &obj),
+        Operation::GetEndpoint => get_endpoint(shared, &obj),
+        Operation::CreateChannel => create(shared, &obj),
+        Operation::GetIceConfig => ice_config(shared, &obj),
+        Operation::Connect | Operation::Any => {
+            Err(ApiError::new(404, "UnknownOperationException", ""))
+        }
+    }
+}
+
+fn describe(shared: &Shared, body: &Map<String, Value>) -> Result<Value, ApiError> {
+    let name = str_field(body, "ChannelName")?;
+    let arn = str_field(body, "ChannelARN")?;
+    let channel = match (name, arn) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(ApiError::invalid(
+                "Exactly one of ChannelName or ChannelARN must be specified.",
+            ));
+        }
+        (Some(n), None) => {
+            if !valid_name(n) {
+                return Err(validation(
+                    "channelName",
+                    n,
+                    "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
+                ));
+            }
+            shared.channel_by_name(n)
+        }
+        (None, Some(a)) => shared.channel_by_arn(&check_arn(Some(a), "channelARN")?),
+    };
+    let c = channel.ok_or_else(ApiError::not_found)?;
+    Ok(json!({ "ChannelInfo": channel_json(&c) }))
+}
+
+fn get_endpoint(shared: &Shared, body: &Map<String, Value>) -> Result<Value, ApiError> {
+    let arn = check_arn(str_field(body, "ChannelARN")?, "channelARN")?;
+    let conf = body
+        .get("SingleMasterChannelEndpointConfiguration")
+        .and_then(Value::as_object);
+    let protocols: Vec<String> = match conf.and_then(|c| c.get("Protocols")) {
+        None | Some(Value::Null) => vec!["WSS".into(), "HTTPS".into()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|p| p.as_str().unwrap_or("").to_string())
+            .collect(),
+        Some(_) => {
+            return Err(ApiError::new(
+                400,
+                "SerializationException",
+                "Protocols must be a list",
+            ));
+        }
+    };
+    if protocols.is_empty() || protocols.len() > 5 {
+        return Err(ApiError::invalid("Protocols must contain 1 to 5 items."));
+    }
+    for p in &protocols {
+        if !matches!(p.as_str(), "WSS" | "HTTPS" | "WEBRTC") {
+            return Err(validation(
+                "singleMasterChannelEndpointConfiguration.protocols",
+                p,
+                "Member must satisfy enum value set: [WSS, HTTPS, WEBRTC]",
+            ));
+        }
+    }
+    let role = conf
+        .and_then(|c| c.get("Role"))
+        .and_then(Value::as_str)
+        .unwrap_or("MASTER");
+    if !matches!(role, "MASTER" | "VIEWER") {
+        return Err(validation(
+            "singleMasterChannelEndpointConfiguration.role",
+            role,
+            "Member must satisfy enum value set: [MASTER, VIEWER]",
+        ));
+    }
+    let c = shared
+        .channel_by_arn(&arn)
+        .ok_or_else(ApiError::not_found)?;
+    if protocols.iter().any(|p| p == "WEBRTC") {
+        return Err(ApiError::invalid(format!(
+            "The channel {} is not configured for media ingestion; WEBRTC endpoint is not available.",
+            c.name
+        )));
+    }
+    // The service hands out per-role hosts (v-… for viewers, m-… for masters); here one listener
+    // serves both roles, so the endpoints are the same and the role only shows in the event log.
+    let list: Vec<Value> = protocols
+        .iter()
+        .map(|p| {
+            let ep = if p == "WSS" {
+                &shared.wss_endpoint
+            } else {
+                &shared.https_endpoint
+            };
+            json!({"Protocol": p, "ResourceEndpoint": ep})
+        })
+        .collect();
+    shared.emit("endpoint_role", json!({"channel_arn": arn, "role": role}));
+    Ok(json!({ "ResourceEndpointList": list }))
+}
+
+fn create(shared: &Shared, body: &Map<String, Value>) -> Result<Value, ApiError> {
+    let Some(name) = str_field(body, "ChannelName")? else {
+        return Err(ApiError::invalid("ChannelName is required"));
+    };
+    if !valid_name(name) {
+        return Err(validation(
+            "channelName",
+            name,
+            "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
+        ));
+    }
+    let ctype = str_field(body, "ChannelType")?.unwrap_or("SINGLE_MASTER");
+    if !matches!(ctype, "SINGLE_MASTER" | "FULL_MESH") {
+        return Err(validation(
+            "channelType",
+            ctype,
+            "Member must satisfy enum value set: [SINGLE_MASTER, FULL_MESH]",
+        ));
+    }
+    let ttl = body
+        .get("SingleMasterConfiguration")
+        .and_then(|c| c.get("MessageTtlSeconds"))
+        .map(|v| v.as_u64().unwrap_or(0))
+        .unwrap_or(60);
+    if !(5..=120).contains(&ttl) {
+        return Err(validation(
+            "singleMasterConfiguration.messageTtlSeconds",
+            &ttl.to_string(),
+            "Member must have value between 5 and 120",
+        ));
+    }
+    let mut channels = lock(&shared.channels);
+    if channels.iter().any(|c| c.name == name) {
+        return Err(ApiError::new(
+            400,
+            "ResourceInUseException",
+            format!("The signaling channel {name} already exists."),
+        ));
+    }
+    let c = shared.new_channel(name, ctype, ttl);
+    let arn = c.arn.clone();
+    channels.push(c);
+    drop(channels);
+    shared.emit(
+        "channel_created",
+        json!({"channel_name": name, "channel_arn": arn}),
+    );
+    Ok(json!({ "ChannelARN": arn }))
+}
+
+fn ice_config(shared: &Shared, body: &Map<String, Value>) -> Result<Value, ApiError> {
+    let arn = check_arn(str_field(body, "ChannelARN")?, "channelARN")?;
+    if let Some(id) = str_field(body, "ClientId")?
+        && !valid_name(id)
+    {
+        return Err(validation(
+            "clientId",
+            id,
+            "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
+        ));
+    }
+    if let Some(svc) = str_field(body, "Service")?
+        && svc != "TURN"
+    {
+        return Err(validation(
+            "service",
+            svc,
+            "Member must satisfy enum value set: [TURN]",
+        ));
+    }
+    let c = shared
+        .channel_by_arn(&arn)
+        .ok_or_else(ApiError::not_found)?;
+    let ttl = 300;
+    let expiry = shared.now() + ttl;
+    let username = format!("{expiry}:{}", B64.encode(format!("v1:{}", c.arn)));
+    let host = &shared.cfg.ice_host;
+    let servers: Vec<Value> = (0..2)
+        .map(|_| {
+            // Field order of real answers: Password, Ttl, Uris, Username (serde_json sorts keys).
+            json!({
+                "Password": B64.encode(random_bytes(32)),
+                "Ttl": ttl,
+                "Uris": [
+                    format!("turn:{host}:443?transport=udp"),
+                    format!("turns:{host}:443?transport=udp"),
+                    format!("turns:{host}:443?transport=tcp"),
+                ],
+                "Username": username,
+            })
+        })
+        .collect();
+    Ok(json!({ "IceServerList": servers }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arn_pattern() {
+        assert!(valid_arn(
+            "arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo-channel/1234567890123"
+        ));
+        assert!(valid_arn(
+            "arn:aws-cn:kinesisvideo:cn-north-1:1:channel/a.b_c/1"
+        ));
+        assert!(!valid_arn(
+            "arn:aws:kinesis:us-west-2:123456789012:channel/demo/1"
+        ));
+        assert!(!valid_arn(
+            "arn:aws:kinesisvideo:us-west-2:12a:channel/demo/1"
+        ));
+        assert!(!valid_arn(
+            "arn:aws:kinesisvideo:us-west-2:1:channel/de mo/1"
+        ));
+        assert!(!valid_arn(
+            "arn:aws:kinesisvideo:us-west-2:1:channel/demo/x"
+        ));
+        assert!(!valid_arn("arn:aws:kinesisvideo:us-west-2:1:channel/demo"));
+        assert!(!valid_arn(""));
+    }
+}

@@ -1,0 +1,598 @@
+//! Shared state, the TLS listener (control plane, GetIceServerConfig, WSS) and the admin listener.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::config::{EmulatorConfig, Fault, Operation, random_bytes, random_string};
+use crate::events::EventLog;
+use crate::http::{self, Head};
+
+/// Poll interval of connection loops (socket read timeout).
+pub(crate) const POLL: Duration = Duration::from_millis(5);
+/// Bound on a TLS handshake / request head read.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Keep-alive HTTP connections are closed after this long without a request.
+const HTTP_IDLE: Duration = Duration::from_secs(30);
+
+/// A signaling channel.
+#[derive(Debug, Clone)]
+pub(crate) struct Channel {
+    pub name: String,
+    pub arn: String,
+    pub creation_ms: i64,
+    pub version: String,
+    pub channel_type: String,
+    pub message_ttl: u64,
+}
+
+/// Commands to a connection thread.
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    /// Send a text frame.
+    Text(String, &'static str),
+    /// Send a binary frame.
+    Binary(Vec<u8>),
+    /// Close with a close frame.
+    Close(u16, String),
+    /// GO_AWAY was sent; close after the grace.
+    CloseAfter(Duration),
+    /// Abrupt close (RST).
+    Drop,
+}
+
+/// A connection registered in the hub.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnRef {
+    pub id: u64,
+    pub tx: Sender<Cmd>,
+}
+
+/// Who is connected.
+#[derive(Debug, Default)]
+pub(crate) struct Hub {
+    /// (channel ARN, client id) → viewer connection, in connection order.
+    pub viewers: Vec<(String, String, ConnRef)>,
+    /// channel ARN → master connection.
+    pub masters: HashMap<String, ConnRef>,
+    /// channel ARN → viewer messages waiting for a master (deadline, frame).
+    pub pending: HashMap<String, VecDeque<(Instant, String)>>,
+}
+
+/// A pending `FailNext`.
+#[derive(Debug, Clone)]
+pub(crate) struct FailRule {
+    pub operation: Operation,
+    pub status: u16,
+    pub error_type: String,
+    pub message: String,
+    pub remaining: u32,
+}
+
+/// An error answer.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiError {
+    pub status: u16,
+    pub error_type: String,
+    pub message: String,
+    /// Body key: `message` (auth layer, InvalidClient, SessionExpired) or `Message` (modelled).
+    pub lower_key: bool,
+}
+
+impl ApiError {
+    pub fn new(status: u16, error_type: &str, message: impl Into<String>) -> ApiError {
+        let lower_key = matches!(
+            error_type,
+            "InvalidClientException" | "SessionExpiredException"
+        );
+        ApiError {
+            status,
+            error_type: error_type.into(),
+            message: message.into(),
+            lower_key,
+        }
+    }
+
+    pub fn auth(message: impl Into<String>) -> ApiError {
+        ApiError {
+            lower_key: true,
+            ..ApiError::new(403, "AccessDeniedException", message)
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "InvalidArgumentException", message)
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(
+            404,
+            "ResourceNotFoundException",
+            "The requested channel is not found or not active.",
+        )
+    }
+
+    pub fn body(&self) -> String {
+        let key = if self.lower_key { "message" } else { "Message" };
+        json!({ key: self.message }).to_string()
+    }
+}
+
+/// Everything the threads share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub cfg: EmulatorConfig,
+    pub events: EventLog,
+    pub clock_offset: AtomicI64,
+    pub stop_pongs: Arc<AtomicBool>,
+    pub candidates_before_answer: AtomicBool,
+    pub handshake_delay_ms: AtomicU64,
+    pub stall_next_ms: AtomicU64,
+    /// 0 = no idle timeout.
+    pub idle_timeout_secs: AtomicU64,
+    /// 0 = no lifetime cap.
+    pub max_lifetime_secs: AtomicU64,
+    pub fail_rules: Mutex<Vec<FailRule>>,
+    pub channels: Mutex<Vec<Channel>>,
+    pub hub: Mutex<Hub>,
+    pub shutdown: AtomicBool,
+    pub next_conn: AtomicU64,
+    pub threads: Mutex<Vec<JoinHandle<()>>>,
+    pub wss_endpoint: String,
+    pub https_endpoint: String,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn system_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A random request id shaped like a UUID.
+pub(crate) fn request_id() -> String {
+    let b = random_bytes(16);
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+impl Shared {
+    /// The emulator's clock (system clock + offset), Unix seconds.
+    pub fn now(&self) -> i64 {
+        system_secs() + self.clock_offset.load(Ordering::SeqCst)
+    }
+
+    pub fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    pub fn emit(&self, kind: &str, fields: Value) {
+        self.events.emit(kind, fields);
+    }
+
+    /// Headers every answer carries.
+    pub fn common_headers(&self, request_id: &str) -> Vec<(String, String)> {
+        vec![
+            ("Content-Type".into(), "application/json".into()),
+            ("x-amzn-RequestId".into(), request_id.into()),
+            ("Date".into(), http::http_date(self.now())),
+        ]
+    }
+
+    pub fn error_type_value(&self, t: &str) -> String {
+        match &self.cfg.error_type_suffix {
+            Some(s) => format!("{t}:{s}"),
+            None => t.to_string(),
+        }
+    }
+
+    /// Consumes one matching `FailNext`, if any.
+    pub fn take_failure(&self, op: Operation) -> Option<ApiError> {
+        let mut rules = lock(&self.fail_rules);
+        let idx = rules.iter().position(|r| {
+            r.remaining > 0 && (r.operation == op || r.operation == Operation::Any)
+        })?;
+        let r = &mut rules[idx];
+        r.remaining -= 1;
+        let err = ApiError::new(r.status, &r.error_type, r.message.clone());
+        if r.remaining == 0 {
+            rules.remove(idx);
+        }
+        Some(err)
+    }
+
+    pub fn channel_by_name(&self, name: &str) -> Option<Channel> {
+        lock(&self.channels)
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+    }
+
+    pub fn channel_by_arn(&self, arn: &str) -> Option<Channel> {
+        lock(&self.channels).iter().find(|c| c.arn == arn).cloned()
+    }
+
+    pub fn new_channel(&self, name: &str, channel_type: &str, ttl: u64) -> Channel {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Channel {
+            name: name.into(),
+            arn: format!(
+                "arn:aws:kinesisvideo:{}:{}:channel/{}/{}",
+                self.cfg.region, self.cfg.account_id, name, ms
+            ),
+            creation_ms: ms,
+            version: random_string(
+                20,
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+            ),
+            channel_type: channel_type.into(),
+            message_ttl: ttl,
+        }
+    }
+
+    /// Viewers matching `client_id` (all when None), with their channel.
+    pub fn targets(&self, client_id: Option<&str>) -> Result<Vec<(String, ConnRef)>, String> {
+        let hub = lock(&self.hub);
+        let list: Vec<(String, ConnRef)> = hub
+            .viewers
+            .iter()
+            .filter(|(_, id, _)| client_id.is_none_or(|c| c == id))
+            .map(|(_, id, c)| (id.clone(), c.clone()))
+            .collect();
+        if let Some(c) = client_id
+            && list.is_empty()
+        {
+            return Err(format!("no connected viewer with client id '{c}'"));
+        }
+        Ok(list)
+    }
+
+    /// Applies a fault.
+    pub fn inject(&self, fault: Fault) -> Result<(), String> {
+        self.emit(
+            "fault",
+            json!({ "fault": serde_json::to_value(&fault).unwrap_or(Value::Null) }),
+        );
+        match fault {
+            Fault::GoAway {
+                client_id,
+                grace_ms,
+            } => {
+                for (_, c) in self.targets(client_id.as_deref())? {
+                    let _ = c.tx.send(Cmd::Text(
+                        json!({"messageType": "GO_AWAY"}).to_string(),
+                        "GO_AWAY",
+                    ));
+                    let _ = c.tx.send(Cmd::CloseAfter(Duration::from_millis(grace_ms)));
+                }
+            }
+            Fault::ReconnectIceServer { client_id } => {
+                for (_, c) in self.targets(client_id.as_deref())? {
+                    let _ = c.tx.send(Cmd::Text(
+                        json!({"messageType": "RECONNECT_ICE_SERVER"}).to_string(),
+                        "RECONNECT_ICE_SERVER",
+                    ));
+                }
+            }
+            Fault::DropConnection { client_id } => {
+                for (_, c) in self.targets(client_id.as_deref())? {
+                    let _ = c.tx.send(Cmd::Drop);
+                }
+            }
+            Fault::FailNext {
+                operation,
+                status,
+                error_type,
+                message,
+                count,
+            } => {
+                if !(100..=599).contains(&status) || status == 101 || (200..300).contains(&status) {
+                    return Err(format!(
+                        "FailNext status must be an error status, not {status}"
+                    ));
+                }
+                lock(&self.fail_rules).push(FailRule {
+                    operation,
+                    status,
+                    error_type,
+                    message,
+                    remaining: count,
+                });
+            }
+            Fault::StallHandshake { ms } => self.stall_next_ms.store(ms.max(1), Ordering::SeqCst),
+            Fault::HandshakeDelay { ms } => self.handshake_delay_ms.store(ms, Ordering::SeqCst),
+            Fault::StopPongs(b) => self.stop_pongs.store(b, Ordering::SeqCst),
+            Fault::ClockOffset { secs } => self.clock_offset.store(secs, Ordering::SeqCst),
+            Fault::CandidatesBeforeAnswer(b) => {
+                self.candidates_before_answer.store(b, Ordering::SeqCst)
+            }
+            Fault::SendRaw { client_id, frame } => {
+                let cmd = crate::signaling::raw_frame(&frame, self.cfg.max_payload_len);
+                for (_, c) in self.targets(client_id.as_deref())? {
+                    let _ = c.tx.send(match &cmd {
+                        Cmd::Text(t, k) => Cmd::Text(t.clone(), k),
+                        Cmd::Binary(b) => Cmd::Binary(b.clone()),
+                        _ => unreachable!("raw frames are text or binary"),
+                    });
+                }
+            }
+            Fault::IdleTimeout { secs } => self.idle_timeout_secs.store(secs, Ordering::SeqCst),
+            Fault::MaxLifetime { secs } => self.max_lifetime_secs.store(secs, Ordering::SeqCst),
+        }
+        Ok(())
+    }
+
+    pub fn spawn(self: &Arc<Self>, name: &str, f: impl FnOnce() + Send + 'static) {
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(f)
+            .expect("spawn thread");
+        let mut threads = lock(&self.threads);
+        threads.retain(|t| !t.is_finished());
+        threads.push(handle);
+    }
+}
+
+/// Accept loop of the TLS listener.
+pub(crate) fn tls_accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    acceptor: Arc<native_tls::TlsAcceptor>,
+) {
+    for stream in listener.incoming() {
+        if shared.is_shutdown() {
+            break;
+        }
+        let Ok(stream) = stream else { continue };
+        let s2 = shared.clone();
+        let acc = acceptor.clone();
+        shared.spawn("emu-conn", move || {
+            if let Err(e) = handle_tls_conn(&s2, stream, &acc) {
+                s2.emit("connection_error", json!({ "error": e.to_string() }));
+            }
+        });
+    }
+}
+
+/// Read/write wrapper that retries on read timeouts until shutdown or a deadline, so blocking
+/// HTTP parsing can use a short socket timeout.
+struct Patient<'a, S> {
+    inner: S,
+    shared: &'a Shared,
+    deadline: Instant,
+}
+
+impl<S: Read> Read for Patient<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.inner.read(buf) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if self.shared.is_shutdown() || Instant::now() >= self.deadline {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "idle"));
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
+impl<S: Write> Write for Patient<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn handle_tls_conn(
+    shared: &Arc<Shared>,
+    tcp: TcpStream,
+    acceptor: &native_tls::TlsAcceptor,
+) -> io::Result<()> {
+    let _ = tcp.set_nodelay(true);
+    tcp.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let raw_tcp = tcp.try_clone()?;
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut tls = match acceptor.accept(tcp) {
+        Ok(s) => s,
+        Err(native_tls::HandshakeError::WouldBlock(mut mid)) => loop {
+            if shared.is_shutdown() || Instant::now() >= deadline {
+                return Ok(());
+            }
+            match mid.handshake() {
+                Ok(s) => break s,
+                Err(native_tls::HandshakeError::WouldBlock(m)) => mid = m,
+                Err(native_tls::HandshakeError::Failure(e)) => {
+                    shared.emit("tls_error", json!({ "error": e.to_string() }));
+                    return Ok(());
+                }
+            }
+        },
+        Err(native_tls::HandshakeError::Failure(e)) => {
+            shared.emit("tls_error", json!({ "error": e.to_string() }));
+            return Ok(());
+        }
+    };
+    let mut buf = Vec::new();
+    loop {
+        let head = {
+            let mut p = Patient {
+                inner: &mut tls,
+                shared,
+                deadline: Instant::now() + HTTP_IDLE,
+            };
+            match http::read_head(&mut p, &mut buf) {
+                Ok(Some(h)) => h,
+                Ok(None) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(()),
+                Err(e) => {
+                    let err = ApiError::new(
+                        400,
+                        "SerializationException",
+                        format!("Malformed request: {e}"),
+                    );
+                    let _ = write_api_error(shared, &mut tls, &err, &request_id(), true);
+                    return Ok(());
+                }
+            }
+        };
+        let (head, raw) = head;
+        if head.is_websocket() {
+            let mut prefix = raw;
+            prefix.extend_from_slice(&buf);
+            return crate::signaling::handle_upgrade(shared, tls, raw_tcp, head, prefix);
+        }
+        let body = {
+            let mut p = Patient {
+                inner: &mut tls,
+                shared,
+                deadline: Instant::now() + HANDSHAKE_TIMEOUT,
+            };
+            http::read_body(&mut p, &mut buf, &head)?
+        };
+        let close = head.wants_close();
+        let rid = request_id();
+        let (status, extra, body) = crate::control::handle(shared, &head, &body, &rid);
+        let mut headers = shared.common_headers(&rid);
+        headers.extend(extra);
+        if close {
+            headers.push(("Connection".into(), "close".into()));
+        }
+        http::write_response(&mut tls, status, &headers, body.as_bytes())?;
+        if close || shared.is_shutdown() {
+            let _ = tls.shutdown();
+            return Ok(());
+        }
+    }
+}
+
+/// Writes an AWS-style error response.
+pub(crate) fn write_api_error<W: Write>(
+    shared: &Shared,
+    w: &mut W,
+    err: &ApiError,
+    rid: &str,
+    close: bool,
+) -> io::Result<()> {
+    let mut headers = shared.common_headers(rid);
+    headers.push((
+        "x-amzn-ErrorType".into(),
+        shared.error_type_value(&err.error_type),
+    ));
+    if close {
+        headers.push(("Connection".into(), "close".into()));
+    }
+    http::write_response(w, err.status, &headers, err.body().as_bytes())
+}
+
+/// Accept loop of the plain-HTTP admin listener.
+pub(crate) fn admin_accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    for stream in listener.incoming() {
+        if shared.is_shutdown() {
+            break;
+        }
+        let Ok(stream) = stream else { continue };
+        let s2 = shared.clone();
+        shared.spawn("emu-admin", move || {
+            let _ = handle_admin(&s2, stream);
+        });
+    }
+}
+
+fn handle_admin(shared: &Arc<Shared>, mut tcp: TcpStream) -> io::Result<()> {
+    tcp.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let mut buf = Vec::new();
+    let mut p = Patient {
+        inner: &mut tcp,
+        shared,
+        deadline: Instant::now() + HANDSHAKE_TIMEOUT,
+    };
+    let Some((head, _)) = http::read_head(&mut p, &mut buf)? else {
+        return Ok(());
+    };
+    let body = http::read_body(&mut p, &mut buf, &head)?;
+    let (status, out) = admin_route(shared, &head, &body);
+    let headers = vec![
+        ("Content-Type".to_string(), "application/json".to_string()),
+        ("Connection".to_string(), "close".to_string()),
+    ];
+    http::write_response(&mut tcp, status, &headers, out.to_string().as_bytes())?;
+    let _ = tcp.shutdown(Shutdown::Write);
+    Ok(())
+}
+
+fn admin_route(shared: &Arc<Shared>, head: &Head, body: &[u8]) -> (u16, Value) {
+    match (head.method.as_str(), head.path.as_str()) {
+        ("POST", "/fault") => match serde_json::from_slice::<Fault>(body) {
+            Ok(f) => match shared.inject(f) {
+                Ok(()) => (200, json!({"ok": true})),
+                Err(e) => (409, json!({"ok": false, "error": e})),
+            },
+            Err(e) => (
+                400,
+                json!({"ok": false, "error": format!("bad fault JSON: {e}")}),
+            ),
+        },
+        ("GET", "/events") => (200, Value::Array(shared.events.all())),
+        ("GET", "/state") => (200, state_json(shared)),
+        ("GET", "/health") => (200, json!({"ok": true})),
+        _ => (
+            404,
+            json!({"ok": false, "error": "unknown admin route; use POST /fault, GET /events, GET /state"}),
+        ),
+    }
+}
+
+/// Connected viewers and masters.
+pub(crate) fn state_json(shared: &Shared) -> Value {
+    let hub = lock(&shared.hub);
+    let viewers: Vec<Value> = hub
+        .viewers
+        .iter()
+        .map(|(arn, id, _)| json!({"client_id": id, "channel_arn": arn}))
+        .collect();
+    let masters: Vec<&String> = hub.masters.keys().collect();
+    json!({
+        "viewers": viewers,
+        "masters": masters,
+        "auto_answer": shared.cfg.auto_answer,
+        "clock_offset_secs": shared.clock_offset.load(Ordering::SeqCst),
+        "stop_pongs": shared.stop_pongs.load(Ordering::SeqCst),
+    })
+}
+
+/// Receiving end of a connection's command queue.
+pub(crate) type CmdRx = Receiver<Cmd>;
+
+/// A fresh command queue.
+pub(crate) fn cmd_channel() -> (Sender<Cmd>, CmdRx) {
+    channel()
+}
