@@ -281,6 +281,8 @@ pub struct WsIo<S> {
     pos: usize,
     inner: S,
     out: OutFilter,
+    /// Frames are tracked only after the handshake response went out.
+    framing: bool,
     stop_pongs: Arc<AtomicBool>,
 }
 
@@ -292,8 +294,14 @@ impl<S> WsIo<S> {
             pos: 0,
             inner,
             out: OutFilter::default(),
+            framing: false,
             stop_pongs,
         }
+    }
+
+    /// Call once the handshake is done: from now on the output is WebSocket frames.
+    pub fn start_framing(&mut self) {
+        self.framing = true;
     }
 }
 
@@ -311,6 +319,10 @@ impl<S: Read> Read for WsIo<S> {
 
 impl<S: Write> Write for WsIo<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.framing {
+            self.inner.write_all(buf)?;
+            return Ok(buf.len());
+        }
         let out = self.out.filter(buf, self.stop_pongs.load(Ordering::SeqCst));
         self.inner.write_all(&out)?;
         Ok(buf.len())

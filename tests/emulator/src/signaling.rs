@@ -348,6 +348,8 @@ pub(crate) fn handle_upgrade(
     let outcome = outcome.into_inner();
     match (accepted, outcome, target) {
         (Ok(ws), Ok(()), Some(t)) => {
+            let mut ws = ws;
+            ws.get_mut().start_framing();
             shared.emit(
                 "connected",
                 json!({"conn": conn_id, "role": t.role_name(), "client_id": t.client_id, "channel_arn": t.channel_arn, "request_id": rid}),
