@@ -296,4 +296,34 @@ pub enum Fault {
         /// Seconds.
         secs: u64,
     },
+    /// Corrupt the next successful answer of one control-plane call (client validation tests).
+    TamperNext(Tamper),
+}
+
+/// How `Fault::TamperNext` corrupts an answer; each applies to one operation, once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tamper {
+    /// `DescribeSignalingChannel` reports this `ChannelStatus` (e.g. `DELETING`).
+    ChannelStatus(String),
+    /// `GetSignalingChannelEndpoint` leaves out the WSS endpoint.
+    DropWssEndpoint,
+    /// `GetIceServerConfig` returns this many servers.
+    IceServerCount(usize),
+    /// `GetIceServerConfig` returns this many URIs per server.
+    IceUriCount(usize),
+    /// `GetIceServerConfig` returns this `Ttl` (seconds).
+    IceTtl(i64),
+}
+
+impl Tamper {
+    /// The operation whose answer it corrupts.
+    pub fn operation(&self) -> Operation {
+        match self {
+            Tamper::ChannelStatus(_) => Operation::Describe,
+            Tamper::DropWssEndpoint => Operation::GetEndpoint,
+            Tamper::IceServerCount(_) | Tamper::IceUriCount(_) | Tamper::IceTtl(_) => {
+                Operation::GetIceConfig
+            }
+        }
+    }
 }

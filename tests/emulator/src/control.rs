@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Map, Value, json};
 
-use crate::config::{Operation, random_bytes};
+use crate::config::{Operation, Tamper, random_bytes};
 use crate::http::Head;
 use crate::server::{ApiError, Channel, Shared, lock};
 use crate::sigv4::{SERVICE, SignedRequest, Verifier};
@@ -109,7 +109,16 @@ pub(crate) fn handle(
     };
     let result = match op {
         None => Err(ApiError::new(404, "UnknownOperationException", "")),
-        Some(op) => dispatch(shared, head, body, op),
+        Some(op) => dispatch(shared, head, body, op).map(|v| match shared.take_tamper(op) {
+            Some(t) => {
+                shared.emit(
+                    "tamper_applied",
+                    json!({"operation": op.name(), "tamper": format!("{t:?}")}),
+                );
+                tamper(v, &t)
+            }
+            None => v,
+        }),
     };
     let op_name = op.map(|o| o.name()).unwrap_or("Unknown");
     match result {
@@ -201,6 +210,43 @@ fn dispatch(shared: &Shared, head: &Head, body: &[u8], op: Operation) -> Result<
             Err(ApiError::new(404, "UnknownOperationException", ""))
         }
     }
+}
+
+/// Corrupts a successful answer as `t` says.
+fn tamper(mut v: Value, t: &Tamper) -> Value {
+    match t {
+        Tamper::ChannelStatus(s) => v["ChannelInfo"]["ChannelStatus"] = json!(s),
+        Tamper::DropWssEndpoint => {
+            if let Some(list) = v["ResourceEndpointList"].as_array_mut() {
+                list.retain(|e| e["Protocol"] != "WSS");
+            }
+        }
+        Tamper::IceServerCount(n) => {
+            if let Some(list) = v["IceServerList"].as_array_mut() {
+                let first = list.first().cloned().unwrap_or(Value::Null);
+                list.resize(*n, first);
+            }
+        }
+        Tamper::IceUriCount(n) => {
+            if let Some(list) = v["IceServerList"].as_array_mut() {
+                for s in list {
+                    s["Uris"] = json!(
+                        (0..*n)
+                            .map(|i| format!("turn:127.0.0.1:{}?transport=udp", 3478 + i))
+                            .collect::<Vec<_>>()
+                    );
+                }
+            }
+        }
+        Tamper::IceTtl(ttl) => {
+            if let Some(list) = v["IceServerList"].as_array_mut() {
+                for s in list {
+                    s["Ttl"] = json!(ttl);
+                }
+            }
+        }
+    }
+    v
 }
 
 fn describe(shared: &Shared, body: &Map<String, Value>) -> Result<Value, ApiError> {

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use config::{Credential, EmulatorConfig, Fault, Operation, RawFrame};
+pub use config::{Credential, EmulatorConfig, Fault, Operation, RawFrame, Tamper};
 pub use control::{valid_arn, valid_name};
 
 use server::{Hub, Shared, lock};
@@ -230,6 +230,7 @@ impl Emulator {
             idle_timeout_secs: AtomicU64::new(cfg.idle_timeout_secs.unwrap_or(0)),
             max_lifetime_secs: AtomicU64::new(cfg.max_connection_secs.unwrap_or(0)),
             fail_rules: Mutex::new(Vec::new()),
+            tampers: Mutex::new(Vec::new()),
             channels: Mutex::new(Vec::new()),
             hub: Mutex::new(Hub::default()),
             shutdown: AtomicBool::new(false),

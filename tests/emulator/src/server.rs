@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::config::{EmulatorConfig, Fault, Operation, random_bytes, random_string};
+use crate::config::{EmulatorConfig, Fault, Operation, Tamper, random_bytes, random_string};
 use crate::events::EventLog;
 use crate::http::{self, Head};
 
@@ -140,6 +140,8 @@ pub(crate) struct Shared {
     /// 0 = no lifetime cap.
     pub max_lifetime_secs: AtomicU64,
     pub fail_rules: Mutex<Vec<FailRule>>,
+    /// Pending `TamperNext` faults, applied in order.
+    pub tampers: Mutex<Vec<Tamper>>,
     pub channels: Mutex<Vec<Channel>>,
     pub hub: Mutex<Hub>,
     pub shutdown: AtomicBool,
@@ -217,6 +219,13 @@ impl Shared {
             rules.remove(idx);
         }
         Some(err)
+    }
+
+    /// Consumes one pending `TamperNext` for `op`, if any.
+    pub fn take_tamper(&self, op: Operation) -> Option<Tamper> {
+        let mut tampers = lock(&self.tampers);
+        let idx = tampers.iter().position(|t| t.operation() == op)?;
+        Some(tampers.remove(idx))
     }
 
     pub fn channel_by_name(&self, name: &str) -> Option<Channel> {
@@ -339,6 +348,7 @@ impl Shared {
             }
             Fault::IdleTimeout { secs } => self.idle_timeout_secs.store(secs, Ordering::SeqCst),
             Fault::MaxLifetime { secs } => self.max_lifetime_secs.store(secs, Ordering::SeqCst),
+            Fault::TamperNext(t) => lock(&self.tampers).push(t),
         }
         Ok(())
     }

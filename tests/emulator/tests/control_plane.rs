@@ -1,0 +1,372 @@
+//! Control plane and GetIceServerConfig over HTTPS, with header SigV4.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use kvs_signaling_emulator::{Fault, Operation};
+use serde_json::json;
+
+fn describe_body(name: &str) -> String {
+    json!({ "ChannelName": name }).to_string()
+}
+
+#[test]
+fn describe_by_name_and_by_arn() {
+    let emu = start();
+    let env = emu.env().clone();
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/describeSignalingChannel",
+        &describe_body(&env.channel_name),
+        &PostOpts::default(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(r.header("x-amzn-requestid").is_some());
+    let info = &r.json()["ChannelInfo"];
+    assert_eq!(info["ChannelARN"], env.channel_arn.as_str());
+    assert_eq!(info["ChannelName"], env.channel_name.as_str());
+    assert_eq!(info["ChannelStatus"], "ACTIVE");
+    assert_eq!(info["ChannelType"], "SINGLE_MASTER");
+    assert!(info["CreationTime"].is_number(), "epoch seconds");
+    assert_eq!(info["SingleMasterConfiguration"]["MessageTtlSeconds"], 60);
+    assert!(
+        info["Version"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric())
+    );
+    assert!(
+        env.channel_arn
+            .starts_with("arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo-channel/")
+    );
+    assert_eq!(env.channel_arn.rsplit('/').next().unwrap().len(), 13);
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/describeSignalingChannel",
+        &json!({"ChannelARN": env.channel_arn}).to_string(),
+        &PostOpts::default(),
+    );
+    assert_eq!(r.status, 200);
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/describeSignalingChannel",
+        &describe_body("missing"),
+        &PostOpts::default(),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.header("x-amzn-errortype"),
+        Some("ResourceNotFoundException")
+    );
+    assert!(r.json()["Message"].is_string());
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/describeSignalingChannel",
+        "{}",
+        &PostOpts::default(),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.header("x-amzn-errortype"),
+        Some("InvalidArgumentException")
+    );
+}
+
+#[test]
+fn get_endpoint_returns_own_endpoints() {
+    let emu = start();
+    let env = emu.env().clone();
+    let body = json!({"ChannelARN": env.channel_arn, "SingleMasterChannelEndpointConfiguration": {"Protocols": ["WSS", "HTTPS"], "Role": "VIEWER"}});
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/getSignalingChannelEndpoint",
+        &body.to_string(),
+        &PostOpts::default(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list = r.json()["ResourceEndpointList"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["Protocol"], "WSS");
+    assert_eq!(list[0]["ResourceEndpoint"], env.wss_endpoint.as_str());
+    assert_eq!(list[1]["Protocol"], "HTTPS");
+    assert_eq!(list[1]["ResourceEndpoint"], env.https_endpoint.as_str());
+    assert!(env.wss_endpoint.starts_with("wss://127.0.0.1:"));
+    let bad = json!({"ChannelARN": env.channel_arn, "SingleMasterChannelEndpointConfiguration": {"Protocols": ["WEBRTC"], "Role": "VIEWER"}});
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/getSignalingChannelEndpoint",
+        &bad.to_string(),
+        &PostOpts::default(),
+    );
+    assert_eq!(r.status, 400);
+    let bad_role = json!({"ChannelARN": env.channel_arn, "SingleMasterChannelEndpointConfiguration": {"Protocols": ["WSS"], "Role": "ADMIN"}});
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/getSignalingChannelEndpoint",
+        &bad_role.to_string(),
+        &PostOpts::default(),
+    );
+    assert_eq!(
+        r.header("x-amzn-errortype"),
+        Some("InvalidArgumentException")
+    );
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/getSignalingChannelEndpoint",
+        &json!({"ChannelARN": "bad"}).to_string(),
+        &PostOpts::default(),
+    );
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn ice_server_config_is_realistic() {
+    let emu = start();
+    let env = emu.env().clone();
+    let body = json!({"ChannelARN": env.channel_arn, "ClientId": env.client_id, "Service": "TURN"});
+    let r = post(
+        &env,
+        &env.https_endpoint,
+        "/v1/get-ice-server-config",
+        &body.to_string(),
+        &PostOpts::default(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list = r.json()["IceServerList"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 2);
+    for s in &list {
+        let uris = s["Uris"].as_array().unwrap();
+        assert_eq!(uris.len(), 3);
+        assert!(uris[0].as_str().unwrap().starts_with("turn:"));
+        assert!(uris[2].as_str().unwrap().ends_with("?transport=tcp"));
+        assert_eq!(s["Ttl"], 300);
+        let user = s["Username"].as_str().unwrap();
+        let (exp, tail) = user.split_once(':').unwrap();
+        let exp: i64 = exp.parse().unwrap();
+        assert!((exp - now() - 300).abs() <= 5);
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(tail)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(decoded).unwrap(),
+            format!("v1:{}", env.channel_arn)
+        );
+        let pw = base64::engine::general_purpose::STANDARD
+            .decode(s["Password"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(pw.len(), 32);
+    }
+    // Field order as the service: Password, Ttl, Uris, Username.
+    let p = r.body.find("\"Password\"").unwrap();
+    let t = r.body.find("\"Ttl\"").unwrap();
+    let u = r.body.find("\"Uris\"").unwrap();
+    assert!(p < t && t < u);
+    let r = post(
+        &env,
+        &env.https_endpoint,
+        "/v1/get-ice-server-config",
+        &json!({"ChannelARN": env.channel_arn, "Service": "STUN"}).to_string(),
+        &PostOpts::default(),
+    );
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn create_channel_then_use_it() {
+    let emu = start();
+    let env = emu.env().clone();
+    let body = json!({"ChannelName": "created", "ChannelType": "SINGLE_MASTER", "SingleMasterConfiguration": {"MessageTtlSeconds": 60}});
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/createSignalingChannel",
+        &body.to_string(),
+        &PostOpts::default(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let arn = r.json()["ChannelARN"].as_str().unwrap().to_string();
+    assert!(arn.contains(":channel/created/"));
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/createSignalingChannel",
+        &body.to_string(),
+        &PostOpts::default(),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.header("x-amzn-errortype"), Some("ResourceInUseException"));
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/describeSignalingChannel",
+        &describe_body("created"),
+        &PostOpts::default(),
+    );
+    assert_eq!(r.json()["ChannelInfo"]["ChannelARN"], arn.as_str());
+    let o = Opts {
+        arn: Some(arn),
+        ..Default::default()
+    };
+    assert!(ws_connect(&env, &presign(&env, &o)).is_ok());
+}
+
+#[test]
+fn header_auth_failures_are_access_denied() {
+    let emu = start();
+    let env = emu.env().clone();
+    let body = describe_body(&env.channel_name);
+    let cases = [
+        (
+            PostOpts {
+                tamper: true,
+                ..Default::default()
+            },
+            "The request signature we calculated does not match",
+        ),
+        (
+            PostOpts {
+                secret: Some("s".repeat(40)),
+                ..Default::default()
+            },
+            "The request signature we calculated does not match",
+        ),
+        (
+            PostOpts {
+                date: Some(now() - 600),
+                ..Default::default()
+            },
+            "Signature expired: ",
+        ),
+        (
+            PostOpts {
+                date: Some(now() + 600),
+                ..Default::default()
+            },
+            "Signature not yet current: ",
+        ),
+        (
+            PostOpts {
+                unsigned: true,
+                ..Default::default()
+            },
+            "Missing Authentication Token",
+        ),
+    ];
+    for (o, prefix) in cases {
+        let r = post(
+            &env,
+            &env.control_plane_url,
+            "/describeSignalingChannel",
+            &body,
+            &o,
+        );
+        assert_eq!(r.status, 403, "{o:?}: {}", r.body);
+        assert_eq!(r.header("x-amzn-errortype"), Some("AccessDeniedException"));
+        assert!(r.header("date").is_some());
+        let msg = r.json()["message"].as_str().unwrap().to_string();
+        assert!(msg.starts_with(prefix), "{o:?}: {msg}");
+    }
+}
+
+#[test]
+fn fail_next_on_control_plane_operations() {
+    let emu = start();
+    let env = emu.env().clone();
+    emu.inject(Fault::FailNext {
+        operation: Operation::Describe,
+        status: 500,
+        error_type: "InternalFailure".into(),
+        message: "injected".into(),
+        count: 1,
+    })
+    .unwrap();
+    emu.inject(Fault::FailNext {
+        operation: Operation::Any,
+        status: 503,
+        error_type: "ServiceUnavailable".into(),
+        message: "later".into(),
+        count: 1,
+    })
+    .unwrap();
+    let body = describe_body(&env.channel_name);
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/describeSignalingChannel",
+        &body,
+        &PostOpts::default(),
+    );
+    assert_eq!(r.status, 500);
+    assert_eq!(r.header("x-amzn-errortype"), Some("InternalFailure"));
+    let r = post(
+        &env,
+        &env.https_endpoint,
+        "/v1/get-ice-server-config",
+        &json!({"ChannelARN": env.channel_arn}).to_string(),
+        &PostOpts::default(),
+    );
+    assert_eq!(r.status, 503);
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/describeSignalingChannel",
+        &body,
+        &PostOpts::default(),
+    );
+    assert_eq!(r.status, 200);
+    let ev = emu
+        .wait_for_event(|e| e["type"] == "fault_applied", WAIT)
+        .unwrap();
+    assert_eq!(ev["operation"], "DescribeSignalingChannel");
+}
+
+#[test]
+fn error_type_suffix_is_configurable() {
+    let emu = start_with(|c| {
+        c.error_type_suffix =
+            Some("http://internal.amazon.com/coral/com.amazonaws.kinesisvideo.v20170930/".into())
+    });
+    let env = emu.env().clone();
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/describeSignalingChannel",
+        &describe_body("nope"),
+        &PostOpts::default(),
+    );
+    assert_eq!(
+        r.header("x-amzn-errortype"),
+        Some(
+            "ResourceNotFoundException:http://internal.amazon.com/coral/com.amazonaws.kinesisvideo.v20170930/"
+        )
+    );
+}
+
+#[test]
+fn unknown_path_is_unknown_operation() {
+    let emu = start();
+    let env = emu.env().clone();
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/deleteSignalingChannel",
+        "{}",
+        &PostOpts::default(),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.header("x-amzn-errortype"),
+        Some("UnknownOperationException")
+    );
+}
