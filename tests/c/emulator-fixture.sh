@@ -21,7 +21,7 @@ case "$cmd" in
     fi
     KVS_EMULATOR_MAX_SECONDS="${KVS_EMULATOR_MAX_SECONDS:-1200}" \
       kvs_start_emulator "$bin" "$dir/emulator.env" "$dir/emulator.log" \
-      --max-viewers 3
+      --max-viewers 3 --state-dir "$dir/state"
     echo "$KVS_EMU_PID" >"$dir/emulator.pid"
     echo "emulator pid $KVS_EMU_PID ready: $dir/emulator.env"
     ;;

@@ -112,12 +112,19 @@ static void test_exchange(void) {
   CHECK_DETAIL_HAS("correlation");
   CHECK_CODE(kvs_viewer_send(v, 99, OFFER, strlen(OFFER), NULL), KVS_ERR_INVALID_ARGUMENT);
   {
-    /* 8000 bytes of payload encode to 10668 base64 bytes: over the service's 10 K limit. */
+    /* Valid JSON of 8000 bytes encodes to 10668 base64 bytes: over the service's 10 K limit. */
     size_t n = 8000;
-    char *big = malloc(n);
+    char *big = malloc(n + 1);
     if (!big) abort();
     memset(big, 'x', n);
+    memcpy(big, "{\"candidate\":\"", 14);
+    memcpy(big + n - 2, "\"}", 2);
+    big[n] = '\0';
     CHECK_CODE(kvs_viewer_send(v, KVS_MSG_ICE_CANDIDATE, big, n, NULL), KVS_ERR_INVALID_ARGUMENT);
+    CHECK_DETAIL_HAS("payload");
+    /* KVS_MAX_PAYLOAD_LEN bytes still fit. */
+    memcpy(big + KVS_MAX_PAYLOAD_LEN - 2, "\"}", 2);
+    CHECK_CODE(kvs_viewer_send(v, KVS_MSG_ICE_CANDIDATE, big, KVS_MAX_PAYLOAD_LEN, NULL), KVS_OK);
     free(big);
   }
 

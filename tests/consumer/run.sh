@@ -96,12 +96,17 @@ export PKG_CONFIG_PATH="$libdir/pkgconfig"
 private="$(sed -n 's/^Libs.private: //p' "$libdir/pkgconfig/kvs_viewer.pc")"
 [ -n "$private" ] || fail "kvs_viewer.pc has no Libs.private"
 pkg-config --static --libs kvs_viewer | grep -q -- "-lpthread" || fail "pkg-config --static lacks Libs.private"
+# The README's two lines (plus -Werror, and an rpath since the prefix is not a system one).
 # shellcheck disable=SC2046
-cc -std=c11 -Wall -Wextra -Werror "$KVS_ROOT/examples-c/viewer.c" -o "$work/viewer-pkgconfig" \
-  $(pkg-config --cflags --libs kvs_viewer) "-Wl,-rpath,$libdir"
+cc -std=c11 -Wall -Wextra -Werror "$KVS_ROOT/examples-c/viewer.c" \
+  $(pkg-config --cflags --libs kvs_viewer) -o "$work/viewer-pkgconfig" "-Wl,-rpath,$libdir"
 # shellcheck disable=SC2046
-cc -std=c11 -Wall -Wextra -Werror "$KVS_ROOT/examples-c/viewer.c" -o "$work/viewer-pkgconfig-static" \
-  $(pkg-config --cflags kvs_viewer) "$libdir/libkvs_viewer.a" $private
+cc -std=c11 -Wall -Wextra -Werror "$KVS_ROOT/examples-c/viewer.c" \
+  $(pkg-config --cflags kvs_viewer) "$(pkg-config --variable=libdir kvs_viewer)/libkvs_viewer.a" \
+  $(pkg-config --static --libs kvs_viewer | sed 's/-lkvs_viewer //') -o "$work/viewer-pkgconfig-static"
+if readelf -d "$work/viewer-pkgconfig-static" | grep -q 'NEEDED.*libkvs_viewer'; then
+  fail "pkg-config static viewer still needs libkvs_viewer.so"
+fi
 ok "plain cc with pkg-config (shared, and static with Libs.private: $private)"
 
 # ---- 6. run them against the emulator ----
