@@ -456,7 +456,13 @@ impl Conn {
             code: CloseCode::from(code),
             reason: reason.to_string().into(),
         }));
-        *closing = Some(Instant::now() + Duration::from_secs(2));
+        // Wait a little for the client's close reply; less when the whole emulator stops.
+        let wait = if self.shared.is_shutdown() {
+            Duration::from_millis(300)
+        } else {
+            Duration::from_secs(2)
+        };
+        *closing = Some(Instant::now() + wait);
         *why = format!("server_close: {reason}");
     }
 

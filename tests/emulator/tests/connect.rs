@@ -417,3 +417,62 @@ fn stalled_handshake_says_nothing_then_closes() {
     // One-shot: the next one works.
     assert!(ws_connect(emu.env(), &url).is_ok());
 }
+
+#[test]
+fn several_credentials_and_credential_expiry() {
+    let second = Credential::random_static();
+    let expired = Credential {
+        expires_at: Some(now() - 1),
+        ..Credential::random_static()
+    };
+    let (s2, ex) = (second.clone(), expired.clone());
+    let emu = start_with(move |c| c.credentials.extend([s2, ex]));
+    let with = |c: &Credential| Opts {
+        access_key_id: Some(c.access_key_id.clone()),
+        secret: Some(c.secret_access_key.clone()),
+        ..Default::default()
+    };
+    assert!(ws_connect(emu.env(), &presign(emu.env(), &with(&second))).is_ok());
+    let r = reject(&emu, &with(&expired));
+    assert_denied(&r);
+    assert_eq!(
+        r.message(),
+        "The security token included in the request is expired"
+    );
+}
+
+#[test]
+fn handshake_delay_delays_the_upgrade() {
+    let emu = start();
+    emu.inject(Fault::HandshakeDelay { ms: 200 }).unwrap();
+    let started = std::time::Instant::now();
+    assert!(ws_connect(emu.env(), &presign(emu.env(), &Opts::default())).is_ok());
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+    emu.inject(Fault::HandshakeDelay { ms: 0 }).unwrap();
+}
+
+#[test]
+fn emulator_is_send_and_sync_and_stops_promptly_with_idle_clients() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<kvs_signaling_emulator::Emulator>();
+    let emu = start();
+    let _v = viewer(&emu, "idle-1");
+    let _m = master(&emu);
+    let t = std::time::Instant::now();
+    emu.shutdown();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    // Ports are free again: nothing accepts any more.
+    let port: u16 = emu
+        .env()
+        .wss_endpoint
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}

@@ -370,3 +370,24 @@ fn unknown_path_is_unknown_operation() {
         Some("UnknownOperationException")
     );
 }
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    use std::io::Write;
+    let emu = start();
+    let env = emu.env().clone();
+    let mut s = tls_connect(&env);
+    for _ in 0..3 {
+        let req = signed_request(
+            &env,
+            &env.control_plane_url,
+            "/describeSignalingChannel",
+            &describe_body(&env.channel_name),
+            &PostOpts::default(),
+            false,
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let r = read_one_response(&mut s);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+}

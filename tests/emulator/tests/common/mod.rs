@@ -377,8 +377,16 @@ pub struct PostOpts {
     pub unsigned: bool,
 }
 
-/// SigV4-signed (C-SDK style: host;user-agent;x-amz-date, token unsigned) JSON POST.
-pub fn post(env: &EmulatorEnv, base: &str, path: &str, body: &str, o: &PostOpts) -> Resp {
+/// Raw bytes of a SigV4-signed (C-SDK style: host;user-agent;x-amz-date, token unsigned) JSON
+/// POST; `close` adds `Connection: close`.
+pub fn signed_request(
+    env: &EmulatorEnv,
+    base: &str,
+    path: &str,
+    body: &str,
+    o: &PostOpts,
+    close: bool,
+) -> String {
     let host = host_of(base);
     let date = amz_date(o.date.unwrap_or_else(now));
     let date8 = &date[..8];
@@ -415,11 +423,25 @@ pub fn post(env: &EmulatorEnv, base: &str, path: &str, body: &str, o: &PostOpts)
             env.access_key_id
         ));
     }
-    req.push_str("Connection: close\r\n\r\n");
+    if close {
+        req.push_str("Connection: close\r\n");
+    }
+    req.push_str("\r\n");
     req.push_str(body);
+    req
+}
+
+/// SigV4-signed JSON POST on a fresh TLS connection.
+pub fn post(env: &EmulatorEnv, base: &str, path: &str, body: &str, o: &PostOpts) -> Resp {
+    let req = signed_request(env, base, path, body, o, true);
     let mut s = tls_connect(env);
     s.write_all(req.as_bytes()).unwrap();
     read_response(&mut s)
+}
+
+/// Reads one HTTP response from `s`.
+pub fn read_one_response<S: Read>(s: &mut S) -> Resp {
+    read_response(s)
 }
 
 /// Plain HTTP request to the admin listener.
