@@ -21,10 +21,17 @@ pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct ViewerConfig {
     pub region: String,
+    /// Empty = look it up by `channel_name` (`DescribeSignalingChannel`).
     pub channel_arn: String,
     pub client_id: String,
-    /// `wss://host[:port][/path]`, the viewer WSS endpoint of the channel.
+    /// `wss://host[:port][/path]`, the viewer WSS endpoint of the channel. Empty = discover it
+    /// (`GetSignalingChannelEndpoint`), and fetch the TURN servers on the way.
     pub wss_endpoint: String,
+    /// Used only when `channel_arn` is empty.
+    pub channel_name: Option<String>,
+    /// `https://host[:port][/path]`; None = `https://kinesisvideo.<region>.amazonaws.com`
+    /// (`.amazonaws.com.cn` in the China regions).
+    pub control_plane_url: Option<String>,
     pub credentials: Credentials,
     /// A PEM bundle trusted in addition to the system roots.
     pub ca_file: Option<PathBuf>,
@@ -48,6 +55,8 @@ impl ViewerConfig {
             channel_arn: channel_arn.to_owned(),
             client_id: client_id.to_owned(),
             wss_endpoint: wss_endpoint.to_owned(),
+            channel_name: None,
+            control_plane_url: None,
             credentials,
             ca_file: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -57,12 +66,28 @@ impl ViewerConfig {
         }
     }
 
-    /// Checks every field; returns the parsed endpoint. No I/O.
-    pub fn validate(&self) -> Result<WssEndpoint> {
+    /// Checks every field; returns the parsed WSS endpoint, or None when it is to be
+    /// discovered. No I/O.
+    pub fn validate(&self) -> Result<Option<WssEndpoint>> {
         validate::region(&self.region)?;
-        validate::channel_arn(&self.channel_arn)?;
+        match (self.channel_arn.as_str(), &self.channel_name) {
+            ("", None) => {
+                return Err(Error::invalid(
+                    "channel_arn",
+                    "is required, or channel_name to look the ARN up",
+                ));
+            }
+            ("", Some(name)) => validate::channel_name(name)?,
+            (arn, _) => validate::channel_arn(arn)?,
+        }
         validate::client_id(&self.client_id)?;
-        let endpoint = validate::wss_endpoint(&self.wss_endpoint)?;
+        let endpoint = match self.wss_endpoint.as_str() {
+            "" => None,
+            e => Some(validate::wss_endpoint(e)?),
+        };
+        if let Some(url) = &self.control_plane_url {
+            validate::https_endpoint("control_plane_url", url)?;
+        }
         validate::secret_like("access_key_id", &self.credentials.access_key_id, 128)?;
         validate::secret_like(
             "secret_access_key",

@@ -2,8 +2,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod config;
+pub mod control_plane;
 pub mod envelope;
 pub mod error;
+pub mod ice;
 pub mod session;
 pub mod sigv4;
 mod transport;
@@ -11,7 +13,9 @@ pub mod validate;
 
 pub use config::ViewerConfig;
 pub use envelope::{Message, MessageType, StatusResponse};
+pub use control_plane::{ChannelInfo, Endpoints};
 pub use error::{Error, ErrorKind, Result};
+pub use ice::IceServer;
 pub use session::{Stats, Viewer};
 pub use sigv4::Credentials;
 pub mod ffi;

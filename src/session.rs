@@ -20,6 +20,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message as WsMessage, WebSocket};
 
 use crate::config::ViewerConfig;
+use crate::control_plane::Discovery;
 use crate::envelope::{self, Message, MessageType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sigv4::{self, PresignRequest};
@@ -81,6 +82,8 @@ pub struct Viewer {
     shared: Arc<Shared>,
     io_thread: Option<JoinHandle<()>>,
     send_timeout: Duration,
+    /// The channel's ARN, endpoints and ICE servers, kept for refreshes and reconnects.
+    pub(crate) discovery: Arc<Discovery>,
 }
 
 impl std::fmt::Debug for Viewer {
@@ -90,19 +93,22 @@ impl std::fmt::Debug for Viewer {
 }
 
 impl Viewer {
-    /// Validates `config`, presigns, and opens TLS + WebSocket, all within
-    /// `config.connect_timeout`. On a 403 whose `Date` shows the local clock is off, it
-    /// retries once with the server's time (the official C SDK never corrects the WSS URL).
+    /// Validates `config`, discovers what it leaves out (ARN, endpoints, ICE servers; each
+    /// control-plane call bounded by `config.connect_timeout`), presigns, and opens TLS +
+    /// WebSocket within `config.connect_timeout`. On a 403 whose `Date` shows the local clock
+    /// is off, it retries once with the server's time (the official C SDK never corrects the
+    /// WSS URL).
     pub fn connect(config: &ViewerConfig) -> Result<Viewer> {
-        let endpoint = config.validate()?;
+        let given_endpoint = config.validate()?;
         let roots = match &config.ca_file {
             Some(path) => transport::load_ca_bundle(path)?,
             None => Vec::new(),
         };
         let connector = transport::tls_connector(&roots)?;
+        let (discovery, endpoint) = Discovery::resolve(config, given_endpoint, connector.clone())?;
         let deadline = Instant::now() + config.connect_timeout;
         let params = [
-            ("X-Amz-ChannelARN", config.channel_arn.as_str()),
+            ("X-Amz-ChannelARN", discovery.channel_arn.as_str()),
             ("X-Amz-ClientId", config.client_id.as_str()),
         ];
         let presign = |offset_s: i64| {
@@ -119,14 +125,20 @@ impl Viewer {
                 },
             )
         };
-        let mut clock_offset_s = 0;
-        let ws = match transport::open(&endpoint, &connector, &presign(0).query, deadline) {
+        // The control plane may already have learnt the clock offset.
+        let mut clock_offset_s = discovery.clock_offset_s();
+        let ws = match transport::open(
+            &endpoint,
+            &connector,
+            &presign(clock_offset_s).query,
+            deadline,
+        ) {
             Ok(ws) => ws,
             Err(rejection) => {
                 let skew = rejection
                     .server_date
                     .map(|d| (d - OffsetDateTime::now_utc()).whole_seconds())
-                    .filter(|s| s.abs() >= SKEW_WORTH_CORRECTING_S);
+                    .filter(|s| (s - clock_offset_s).abs() >= SKEW_WORTH_CORRECTING_S);
                 match (rejection.error.kind, skew) {
                     (ErrorKind::AccessDenied, Some(offset)) => {
                         clock_offset_s = offset;
@@ -141,10 +153,15 @@ impl Viewer {
                 }
             }
         };
-        Viewer::start(ws, config, clock_offset_s)
+        Viewer::start(ws, config, clock_offset_s, discovery)
     }
 
-    fn start(ws: WebSocket<Stream>, config: &ViewerConfig, clock_offset_s: i64) -> Result<Viewer> {
+    fn start(
+        ws: WebSocket<Stream>,
+        config: &ViewerConfig,
+        clock_offset_s: i64,
+        discovery: Arc<Discovery>,
+    ) -> Result<Viewer> {
         let setup =
             |e: io::Error| Error::new(ErrorKind::Internal, format!("connection setup: {e}"));
         let tcp = ws.get_ref().get_ref();
@@ -182,6 +199,7 @@ impl Viewer {
             shared,
             io_thread: Some(io_thread),
             send_timeout: config.send_timeout,
+            discovery,
         })
     }
 

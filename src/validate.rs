@@ -181,32 +181,55 @@ pub struct WssEndpoint {
 }
 
 pub fn wss_endpoint(value: &str) -> Result<WssEndpoint> {
-    const FIELD: &str = "wss_endpoint";
-    let Some(rest) = value.strip_prefix("wss://") else {
-        let why = if value.starts_with("ws://") {
-            "must use wss:// (TLS is required; plain ws:// is refused)".to_owned()
+    endpoint("wss_endpoint", "wss", "ws", value)
+}
+
+/// A parsed `https://host[:port][/path]` URL (control plane, GetIceServerConfig endpoint).
+/// `field` names the config value or the response member it came from.
+pub fn https_endpoint(field: &str, value: &str) -> Result<WssEndpoint> {
+    endpoint(field, "https", "http", value)
+}
+
+/// `<scheme>://host[:port][/path]`; the plain-text `insecure` scheme gets a pointed refusal.
+fn endpoint(field: &str, scheme: &str, insecure: &str, value: &str) -> Result<WssEndpoint> {
+    const MAX_ENDPOINT_LEN: usize = 2048;
+    if value.len() > MAX_ENDPOINT_LEN {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{} characters, at most {MAX_ENDPOINT_LEN} allowed",
+                value.len()
+            ),
+        ));
+    }
+    let Some(rest) = value
+        .strip_prefix(scheme)
+        .and_then(|r| r.strip_prefix("://"))
+    else {
+        let why = if value.starts_with(&format!("{insecure}://")) {
+            format!("must use {scheme}:// (TLS is required; plain {insecure}:// is refused)")
         } else {
-            format!("{value:?} must start with wss://")
+            format!("{value:?} must start with {scheme}://")
         };
-        return Err(Error::invalid(FIELD, why));
+        return Err(Error::invalid(field, why));
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     if authority.contains('@') {
-        return Err(Error::invalid(FIELD, "must not contain user information"));
+        return Err(Error::invalid(field, "must not contain user information"));
     }
     if path.contains(['?', '#']) || authority.contains(['?', '#']) {
         return Err(Error::invalid(
-            FIELD,
-            "must not contain a query or fragment (the library adds the signed query)",
+            field,
+            "must not contain a query or fragment (the library adds what it needs)",
         ));
     }
     if !path.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::invalid(FIELD, "path must be printable ASCII"));
+        return Err(Error::invalid(field, "path must be printable ASCII"));
     }
-    let (host, port) = split_host_port(authority).map_err(|why| Error::invalid(FIELD, why))?;
+    let (host, port) = split_host_port(authority).map_err(|why| Error::invalid(field, why))?;
     Ok(WssEndpoint {
         host,
         port: port.unwrap_or(443),

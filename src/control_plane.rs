@@ -1,0 +1,785 @@
+//! The control plane (protocol.md §2): from a channel name to the channel's ARN
+//! (`DescribeSignalingChannel`), its endpoints (`GetSignalingChannelEndpoint`, Role VIEWER,
+//! Protocols WSS + HTTPS) and its TURN servers (`GetIceServerConfig` on the HTTPS endpoint).
+//!
+//! Every call is a rest-json `POST` signed with SigV4 headers the way the AWS SDKs sign them
+//! (`content-type;host;x-amz-date`, plus `x-amz-security-token` when there is one, §2.6). The
+//! HTTP client is `ureq` over the same OpenSSL connector as the WebSocket (TLS 1.2 or later,
+//! system roots plus the configured CA bundle); one agent serves the whole sequence, so calls to
+//! the same host reuse one connection.
+//!
+//! Service errors keep their exception name, message and request id, with the step that failed
+//! in front (`describe: HTTP 404 ResourceNotFoundException: ...`). A 403 whose `Date` header
+//! shows the device clock is a minute or more off is retried once with the server's time; the
+//! offset is kept for the later calls and for the WebSocket URL.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::config::ViewerConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::ice::{self, IceCache, IceServer};
+use crate::session::Viewer;
+use crate::sigv4::{self, Credentials, HeaderSignRequest};
+use crate::transport::{parse_error_body, parse_http_date};
+use crate::validate::{self, WssEndpoint};
+
+/// Step names, as they appear in front of error messages.
+pub const STEP_DESCRIBE: &str = "describe";
+pub const STEP_GET_ENDPOINT: &str = "get_endpoint";
+pub const STEP_GET_ICE_CONFIG: &str = "get_ice_config";
+
+/// The service's answers are a few hundred bytes; anything past this is not the service.
+const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
+/// Same threshold as the WebSocket connect: a 403 with this much skew is worth one retry.
+const SKEW_WORTH_CORRECTING_S: i64 = 60;
+/// Longest endpoint the C SDK accepts (`MAX_SIGNALING_ENDPOINT_URI_LEN`).
+const MAX_ENDPOINT_LEN: usize = 512;
+
+/// `https://kinesisvideo.<region>.amazonaws.com` (`.amazonaws.com.cn` in the China regions).
+pub fn default_control_plane_url(region: &str) -> String {
+    format!("https://kinesisvideo.{region}.{}", ice::dns_suffix(region))
+}
+
+/// What `DescribeSignalingChannel` says about a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    pub arn: String,
+    pub name: String,
+    /// `CREATING`, `ACTIVE`, `UPDATING` (`DELETING` is refused).
+    pub status: String,
+}
+
+/// The viewer endpoints of a channel, from `GetSignalingChannelEndpoint`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// `wss://v-....kinesisvideo.<region>.amazonaws.com`
+    pub wss: String,
+    /// `https://r-....kinesisvideo.<region>.amazonaws.com`
+    pub https: String,
+}
+
+/// The headers of a signed control-plane `POST`, in the order they are sent: `content-type`,
+/// `host`, `x-amz-date`, `x-amz-security-token` (when the credentials have one) and
+/// `authorization`. `host` must be exactly the `Host` header (with a non-default port).
+///
+/// The result holds the session token and the signature: never log it.
+pub fn signed_headers(
+    creds: &Credentials,
+    region: &str,
+    host: &str,
+    path: &str,
+    body: &[u8],
+    time: OffsetDateTime,
+) -> Vec<(&'static str, String)> {
+    let mut headers: Vec<(&'static str, String)> = vec![
+        ("content-type", "application/json".to_owned()),
+        ("host", host.to_owned()),
+        ("x-amz-date", sigv4::amz_date(time)),
+    ];
+    if let Some(token) = creds.session_token() {
+        headers.push(("x-amz-security-token", token.to_owned()));
+    }
+    let signed: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let authorization = sigv4::authorization_header(
+        creds,
+        &HeaderSignRequest {
+            method: "POST",
+            path,
+            region,
+            service: sigv4::SERVICE,
+            time,
+            headers: &signed,
+            payload: body,
+        },
+    );
+    headers.push(("authorization", authorization));
+    headers
+}
+
+/// The HTTPS client of the three calls. Cheap to keep; thread-safe.
+pub(crate) struct ControlPlane {
+    agent: ureq::Agent,
+    credentials: Credentials,
+    region: String,
+    url: WssEndpoint,
+    /// Server clock − local clock, learnt from a 403; applied to every signature.
+    clock_offset_s: AtomicI64,
+}
+
+impl ControlPlane {
+    pub(crate) fn new(
+        config: &ViewerConfig,
+        tls: native_tls::TlsConnector,
+        timeout: Duration,
+    ) -> Result<ControlPlane> {
+        let url = match &config.control_plane_url {
+            Some(u) => validate::https_endpoint("control_plane_url", u)?,
+            None => validate::https_endpoint(
+                "control_plane_url",
+                &default_control_plane_url(&config.region),
+            )?,
+        };
+        Ok(ControlPlane {
+            agent: http::agent(tls, timeout),
+            credentials: config.credentials.clone(),
+            region: config.region.clone(),
+            url,
+            clock_offset_s: AtomicI64::new(0),
+        })
+    }
+
+    pub(crate) fn clock_offset_s(&self) -> i64 {
+        self.clock_offset_s.load(Ordering::Relaxed)
+    }
+
+    /// `DescribeSignalingChannel` by name: the channel's ARN. A channel being deleted is refused.
+    pub(crate) fn describe(&self, channel_name: &str) -> Result<ChannelInfo> {
+        let body = self.post(
+            STEP_DESCRIBE,
+            &self.url,
+            "describeSignalingChannel",
+            &json!({ "ChannelName": channel_name }),
+        )?;
+        parse_describe(&body).map_err(|e| e.in_step(STEP_DESCRIBE))
+    }
+
+    /// `GetSignalingChannelEndpoint` as a viewer, asking for WSS and HTTPS; both are required.
+    pub(crate) fn get_endpoints(&self, channel_arn: &str) -> Result<Endpoints> {
+        let body = self.post(
+            STEP_GET_ENDPOINT,
+            &self.url,
+            "getSignalingChannelEndpoint",
+            &json!({
+                "ChannelARN": channel_arn,
+                "SingleMasterChannelEndpointConfiguration": {
+                    "Protocols": ["WSS", "HTTPS"],
+                    "Role": "VIEWER",
+                },
+            }),
+        )?;
+        parse_endpoints(&body).map_err(|e| e.in_step(STEP_GET_ENDPOINT))
+    }
+
+    /// `GetIceServerConfig` on the channel's HTTPS endpoint: the TURN servers (without STUN)
+    /// and how many were dropped over the limit.
+    pub(crate) fn get_ice_servers(
+        &self,
+        https: &WssEndpoint,
+        channel_arn: &str,
+        client_id: &str,
+    ) -> Result<(Vec<IceServer>, usize)> {
+        let body = self.post(
+            STEP_GET_ICE_CONFIG,
+            https,
+            "v1/get-ice-server-config",
+            &json!({ "ChannelARN": channel_arn, "ClientId": client_id, "Service": "TURN" }),
+        )?;
+        ice::parse_ice_server_config(&body).map_err(|e| e.in_step(STEP_GET_ICE_CONFIG))
+    }
+
+    /// Signs and sends one `POST <base>/<op>`; returns the body of a 2xx answer.
+    fn post(&self, step: &str, base: &WssEndpoint, op: &str, body: &Value) -> Result<Vec<u8>> {
+        let body = body.to_string().into_bytes();
+        let path = format!("{}/{op}", base.path.trim_end_matches('/'));
+        let url = format!("https://{}{path}", base.host_header);
+        let mut retried_with: Option<i64> = None;
+        loop {
+            let offset = self.clock_offset_s();
+            let time = OffsetDateTime::now_utc() + time::Duration::seconds(offset);
+            let headers = signed_headers(
+                &self.credentials,
+                &self.region,
+                &base.host_header,
+                &path,
+                &body,
+                time,
+            );
+            let mut request = self.agent.post(&url);
+            for (name, value) in &headers {
+                request = request.header(*name, value.as_str());
+            }
+            let answer = request
+                .send(&body[..])
+                .map_err(|e| with_retry_note(http::error(e), retried_with).in_step(step))?;
+            let status = answer.status().as_u16();
+            let header = |name: &str| {
+                answer
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let error_type = header("x-amzn-ErrorType");
+            let request_id = header("x-amzn-RequestId");
+            let server_date = header("date").and_then(|d| parse_http_date(&d));
+            let content = answer
+                .into_body()
+                .with_config()
+                .limit(MAX_RESPONSE_BYTES)
+                .read_to_vec()
+                .map_err(|e| with_retry_note(http::error(e), retried_with).in_step(step))?;
+            if (200..300).contains(&status) {
+                return Ok(content);
+            }
+            let (body_type, message) = parse_error_body(&content);
+            let message = message.map(|m| self.scrub(&m));
+            let error = Error::from_service_response(
+                status,
+                error_type.or(body_type).as_deref(),
+                message.as_deref(),
+                request_id.as_deref(),
+            );
+            if error.kind == ErrorKind::AccessDenied && retried_with.is_none() {
+                let skew = server_date
+                    .map(|d| (d - OffsetDateTime::now_utc()).whole_seconds())
+                    .filter(|s| (s - offset).abs() >= SKEW_WORTH_CORRECTING_S);
+                if let Some(skew) = skew {
+                    self.clock_offset_s.store(skew, Ordering::Relaxed);
+                    retried_with = Some(skew);
+                    continue;
+                }
+            }
+            return Err(with_retry_note(error, retried_with).in_step(step));
+        }
+    }
+
+    /// Service messages may quote the canonical request (signature mismatch), which holds the
+    /// session token: cut there, and blank any credential that still shows.
+    fn scrub(&self, message: &str) -> String {
+        let mut m = match message.find("The Canonical String") {
+            Some(i) => message[..i].trim_end().to_owned(),
+            None => message.to_owned(),
+        };
+        let secrets = [
+            Some(self.credentials.secret_access_key()),
+            self.credentials.session_token(),
+        ];
+        for s in secrets.into_iter().flatten().filter(|s| !s.is_empty()) {
+            m = m.replace(s, "<redacted>");
+        }
+        m
+    }
+}
+
+fn with_retry_note(e: Error, retried_with: Option<i64>) -> Error {
+    match retried_with {
+        Some(offset) => e.in_step(&format!("retried with the server's clock, {offset} s off")),
+        None => e,
+    }
+}
+
+fn unusable(what: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Protocol,
+        format!("the service's answer is unusable: {what}"),
+    )
+}
+
+fn parse_json(body: &[u8]) -> Result<Value> {
+    serde_json::from_slice(body).map_err(|e| unusable(format!("not JSON ({e})")))
+}
+
+/// `{"ChannelInfo": {"ChannelARN", "ChannelName", "ChannelStatus", ...}}`.
+pub fn parse_describe(body: &[u8]) -> Result<ChannelInfo> {
+    let v = parse_json(body)?;
+    let info = v
+        .get("ChannelInfo")
+        .and_then(Value::as_object)
+        .ok_or_else(|| unusable("ChannelInfo is missing"))?;
+    let text = |name: &str| info.get(name).and_then(Value::as_str).map(str::to_owned);
+    let arn = text("ChannelARN").ok_or_else(|| unusable("ChannelInfo.ChannelARN is missing"))?;
+    validate::channel_arn(&arn).map_err(|e| unusable(format!("ChannelInfo.{}", e.message)))?;
+    let name = text("ChannelName").unwrap_or_default();
+    let status = text("ChannelStatus").unwrap_or_default();
+    if status == "DELETING" {
+        return Err(Error::new(
+            ErrorKind::ResourceNotFound,
+            format!("channel {name:?} ({arn}) is being deleted (ChannelStatus DELETING)"),
+        ));
+    }
+    Ok(ChannelInfo { arn, name, status })
+}
+
+/// `{"ResourceEndpointList": [{"Protocol": "WSS", "ResourceEndpoint": "wss://..."}, ...]}`;
+/// protocols compared case-insensitively, both WSS and HTTPS required, both validated.
+pub fn parse_endpoints(body: &[u8]) -> Result<Endpoints> {
+    let v = parse_json(body)?;
+    let list = v
+        .get("ResourceEndpointList")
+        .and_then(Value::as_array)
+        .ok_or_else(|| unusable("ResourceEndpointList is missing"))?;
+    let mut wss = None;
+    let mut https = None;
+    for entry in list {
+        let protocol = entry.get("Protocol").and_then(Value::as_str).unwrap_or("");
+        let endpoint = entry.get("ResourceEndpoint").and_then(Value::as_str);
+        let slot = if protocol.eq_ignore_ascii_case("WSS") {
+            &mut wss
+        } else if protocol.eq_ignore_ascii_case("HTTPS") {
+            &mut https
+        } else {
+            continue;
+        };
+        if let Some(e) = endpoint {
+            *slot = Some(e.to_owned());
+        }
+    }
+    let check = |e: Option<String>, protocol: &str| -> Result<String> {
+        let e = e.ok_or_else(|| {
+            unusable(format!(
+                "no {protocol} endpoint in ResourceEndpointList (a viewer needs WSS and HTTPS)"
+            ))
+        })?;
+        if e.len() > MAX_ENDPOINT_LEN {
+            return Err(unusable(format!(
+                "the {protocol} endpoint has {} characters, at most {MAX_ENDPOINT_LEN} supported",
+                e.len()
+            )));
+        }
+        Ok(e)
+    };
+    let wss = check(wss, "WSS")?;
+    let https = check(https, "HTTPS")?;
+    validate::wss_endpoint(&wss).map_err(|e| unusable(format!("WSS endpoint: {}", e.message)))?;
+    validate::https_endpoint("HTTPS endpoint", &https).map_err(|e| unusable(e.message))?;
+    Ok(Endpoints { wss, https })
+}
+
+/// What the viewer learnt about its channel, kept for reconnects and ICE refreshes: the ARN,
+/// the endpoints (they do not change for a channel) and the TURN servers.
+pub(crate) struct Discovery {
+    control: ControlPlane,
+    pub(crate) channel_arn: String,
+    client_id: String,
+    region: String,
+    /// Known after discovery, or fetched on the first ICE request when the WSS endpoint was
+    /// configured. Parsed HTTPS endpoint alongside.
+    endpoints: Mutex<Option<(Endpoints, WssEndpoint)>>,
+    ice: Mutex<Option<IceCache>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Discovery {
+    /// Resolves what `config` leaves out: the ARN (Describe, only without an ARN), the endpoints
+    /// (only without a WSS endpoint) and, when discovering, the TURN servers. Returns the WSS
+    /// endpoint to connect to.
+    pub(crate) fn resolve(
+        config: &ViewerConfig,
+        given_wss: Option<WssEndpoint>,
+        tls: native_tls::TlsConnector,
+    ) -> Result<(Arc<Discovery>, WssEndpoint)> {
+        let control = ControlPlane::new(config, tls, config.connect_timeout)?;
+        let channel_arn = if config.channel_arn.is_empty() {
+            let name = config.channel_name.as_deref().unwrap_or_default();
+            control.describe(name)?.arn
+        } else {
+            config.channel_arn.clone()
+        };
+        let discovery = Discovery {
+            control,
+            channel_arn,
+            client_id: config.client_id.clone(),
+            region: config.region.clone(),
+            endpoints: Mutex::new(None),
+            ice: Mutex::new(None),
+        };
+        let wss = match given_wss {
+            Some(wss) => wss,
+            None => {
+                let endpoints = discovery.endpoints()?;
+                // A viewer discovering its channel needs TURN servers next: fetch them now,
+                // on the connection that is already open, as the C SDK does.
+                discovery.ice_servers(true)?;
+                validate::wss_endpoint(&endpoints.wss)?
+            }
+        };
+        Ok((Arc::new(discovery), wss))
+    }
+
+    pub(crate) fn clock_offset_s(&self) -> i64 {
+        self.control.clock_offset_s()
+    }
+
+    /// The channel's endpoints, from memory after the first `GetSignalingChannelEndpoint`.
+    pub(crate) fn endpoints(&self) -> Result<Endpoints> {
+        Ok(self.endpoints_parsed()?.0)
+    }
+
+    fn endpoints_parsed(&self) -> Result<(Endpoints, WssEndpoint)> {
+        let mut known = lock(&self.endpoints);
+        if let Some(e) = &*known {
+            return Ok(e.clone());
+        }
+        let endpoints = self.control.get_endpoints(&self.channel_arn)?;
+        let https = validate::https_endpoint("HTTPS endpoint", &endpoints.https)
+            .map_err(|e| e.in_step(STEP_GET_ENDPOINT))?;
+        *known = Some((endpoints.clone(), https.clone()));
+        Ok((endpoints, https))
+    }
+
+    /// STUN first, then the TURN servers; fetched again when `force`, when never fetched, or
+    /// within 30 s of the smallest TTL. Holds only the ICE lock while fetching: the
+    /// connection thread and `send`/`recv` are never blocked by it.
+    pub(crate) fn ice_servers(&self, force: bool) -> Result<Vec<IceServer>> {
+        let mut cache = lock(&self.ice);
+        match &*cache {
+            Some(c) if !force && c.is_fresh(Instant::now()) => {}
+            _ => {
+                let (_, https) = self.endpoints_parsed()?;
+                let fetched_at = Instant::now();
+                let (turn, dropped) =
+                    self.control
+                        .get_ice_servers(&https, &self.channel_arn, &self.client_id)?;
+                *cache = Some(IceCache::new(turn, dropped, fetched_at));
+            }
+        }
+        Ok(cache
+            .as_ref()
+            .map(|c| c.servers(&self.region))
+            .unwrap_or_default())
+    }
+
+    /// TURN servers dropped from the last answer because it had more than five.
+    pub(crate) fn ice_servers_dropped(&self) -> usize {
+        lock(&self.ice).as_ref().map_or(0, |c| c.dropped)
+    }
+}
+
+/// The control-plane side of a connected viewer. None of these touch the connection thread:
+/// they may run while another thread is blocked in `recv` or `send`.
+impl Viewer {
+    /// The channel's ARN, as configured or discovered.
+    pub fn channel_arn(&self) -> &str {
+        &self.discovery.channel_arn
+    }
+
+    /// The channel's viewer endpoints. Known after discovery; a viewer configured with a WSS
+    /// endpoint asks once (`GetSignalingChannelEndpoint`) and keeps the answer.
+    pub fn endpoints(&self) -> Result<Endpoints> {
+        self.discovery.endpoints()
+    }
+
+    /// The ICE servers for the peer connection: the regional STUN server first, then the TURN
+    /// servers of `GetIceServerConfig`. Fetched again (one call; the endpoints are kept) when
+    /// within 30 s of the smallest TTL, so the credentials returned are always usable.
+    /// Concurrent callers wait for one fetch.
+    pub fn ice_servers(&self) -> Result<Vec<IceServer>> {
+        self.discovery.ice_servers(false)
+    }
+
+    /// Fetches the TURN servers now (e.g. on `RECONNECT_ICE_SERVER`) and returns the new list.
+    pub fn refresh_ice_servers(&self) -> Result<Vec<IceServer>> {
+        self.discovery.ice_servers(true)
+    }
+
+    /// TURN servers dropped from the last answer because it listed more than
+    /// [`ice::MAX_TURN_SERVERS`].
+    pub fn ice_servers_dropped(&self) -> usize {
+        self.discovery.ice_servers_dropped()
+    }
+}
+
+/// The `ureq` agent over our own OpenSSL connector. `ureq`'s built-in native-tls provider can
+/// only trust either the system roots or a given list, and cannot require TLS 1.2; reusing the
+/// WebSocket's connector keeps one TLS policy for every connection the library makes.
+mod http {
+    use std::fmt;
+    use std::io::{self, Read, Write};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use native_tls::{HandshakeError, TlsConnector, TlsStream};
+    use ureq::unversioned::resolver::DefaultResolver;
+    use ureq::unversioned::transport::{
+        Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, TcpConnector,
+        Transport, TransportAdapter,
+    };
+
+    use crate::error::{Error, ErrorKind};
+
+    pub(super) fn agent(tls: TlsConnector, timeout: Duration) -> ureq::Agent {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .https_only(true)
+            .max_redirects(0)
+            .proxy(None)
+            .timeout_global(Some(timeout))
+            .user_agent(concat!("kvs-viewer/", env!("CARGO_PKG_VERSION")))
+            .max_idle_connections_per_host(2)
+            .build();
+        let connector = TcpConnector::default().chain(OpenSsl { tls: Arc::new(tls) });
+        ureq::Agent::with_parts(config, connector, DefaultResolver::default())
+    }
+
+    struct OpenSsl {
+        tls: Arc<TlsConnector>,
+    }
+
+    impl fmt::Debug for OpenSsl {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("OpenSsl")
+        }
+    }
+
+    impl<In: Transport> Connector<In> for OpenSsl {
+        type Out = Either<In, OpenSslTransport>;
+
+        fn connect(
+            &self,
+            details: &ConnectionDetails,
+            chained: Option<In>,
+        ) -> Result<Option<Self::Out>, ureq::Error> {
+            let Some(transport) = chained else {
+                return Ok(None);
+            };
+            if !details.needs_tls() || transport.is_tls() {
+                return Ok(Some(Either::A(transport)));
+            }
+            let host = details
+                .uri
+                .host()
+                .ok_or_else(|| ureq::Error::BadUri("no host".into()))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let mut adapter =
+                TransportAdapter::new(transport.boxed(), details.current_time.clone());
+            adapter.set_timeout(details.timeout);
+            let stream = match self.tls.connect(host, adapter) {
+                Ok(s) => s,
+                Err(HandshakeError::Failure(e)) => return Err(handshake_error(e)),
+                Err(HandshakeError::WouldBlock(_)) => {
+                    return Err(ureq::Error::Timeout(ureq::Timeout::Connect));
+                }
+            };
+            let buffers = LazyBuffers::new(
+                details.config.input_buffer_size(),
+                details.config.output_buffer_size(),
+            );
+            Ok(Some(Either::B(OpenSslTransport { buffers, stream })))
+        }
+    }
+
+    /// A timeout or socket error under the handshake stays what it is; the rest is TLS.
+    fn handshake_error(e: native_tls::Error) -> ureq::Error {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<io::Error>() {
+                if let Some(ureq::Error::Timeout(t)) =
+                    io.get_ref().and_then(|r| r.downcast_ref::<ureq::Error>())
+                {
+                    return ureq::Error::Timeout(*t);
+                }
+            }
+            source = s.source();
+        }
+        ureq::Error::Other(Box::new(TlsFailure(e.to_string())))
+    }
+
+    #[derive(Debug)]
+    struct TlsFailure(String);
+
+    impl fmt::Display for TlsFailure {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl std::error::Error for TlsFailure {}
+
+    pub(super) struct OpenSslTransport {
+        buffers: LazyBuffers,
+        stream: TlsStream<TransportAdapter>,
+    }
+
+    impl fmt::Debug for OpenSslTransport {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("OpenSslTransport")
+        }
+    }
+
+    impl Transport for OpenSslTransport {
+        fn buffers(&mut self) -> &mut dyn Buffers {
+            &mut self.buffers
+        }
+
+        fn transmit_output(
+            &mut self,
+            amount: usize,
+            timeout: NextTimeout,
+        ) -> Result<(), ureq::Error> {
+            self.stream.get_mut().set_timeout(timeout);
+            let output = &self.buffers.output()[..amount];
+            self.stream.write_all(output)?;
+            Ok(())
+        }
+
+        fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+            self.stream.get_mut().set_timeout(timeout);
+            let input = self.buffers.input_append_buf();
+            let n = self.stream.read(input)?;
+            self.buffers.input_appended(n);
+            Ok(n > 0)
+        }
+
+        fn is_open(&mut self) -> bool {
+            self.stream.get_mut().get_mut().is_open()
+        }
+
+        fn is_tls(&self) -> bool {
+            true
+        }
+    }
+
+    /// Maps a client-side failure to our error kinds; the text never holds a secret (URLs of
+    /// the control plane carry none, headers are not quoted).
+    pub(super) fn error(e: ureq::Error) -> Error {
+        use ureq::Error as E;
+        match e {
+            E::Timeout(t) => Error::new(ErrorKind::Timeout, format!("no answer in time ({t})")),
+            E::HostNotFound => Error::new(ErrorKind::Network, "host not found"),
+            E::ConnectionFailed => Error::new(ErrorKind::Network, "connection failed"),
+            E::Io(e) if e.kind() == io::ErrorKind::TimedOut => {
+                Error::new(ErrorKind::Timeout, format!("no answer in time ({e})"))
+            }
+            E::Io(e) => Error::new(ErrorKind::Network, format!("connection: {e}")),
+            E::Other(e) if e.is::<TlsFailure>() => {
+                Error::new(ErrorKind::Tls, format!("TLS handshake failed: {e}"))
+            }
+            E::Tls(t) => Error::new(ErrorKind::Tls, format!("TLS: {t}")),
+            E::BodyExceedsLimit(n) => Error::new(
+                ErrorKind::Protocol,
+                format!("the answer is larger than {n} bytes"),
+            ),
+            other => Error::new(ErrorKind::Protocol, format!("HTTP: {other}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const ARN: &str =
+        "arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo-channel/1234567890123";
+
+    #[test]
+    fn default_urls_per_partition() {
+        assert_eq!(
+            default_control_plane_url("us-west-2"),
+            "https://kinesisvideo.us-west-2.amazonaws.com"
+        );
+        assert_eq!(
+            default_control_plane_url("cn-north-1"),
+            "https://kinesisvideo.cn-north-1.amazonaws.com.cn"
+        );
+    }
+
+    /// protocol.md §2.6, botocore style: bit for bit.
+    #[test]
+    fn signs_the_documented_vector() {
+        let creds = Credentials::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            Some("IQoJb3JpZ2luX2VjEXAMPLE+/="),
+        );
+        let body = format!(
+            r#"{{"ChannelARN":"{ARN}","SingleMasterChannelEndpointConfiguration":{{"Protocols":["WSS","HTTPS"],"Role":"VIEWER"}}}}"#
+        );
+        assert_eq!(body.len(), 184);
+        let headers = signed_headers(
+            &creds,
+            "us-west-2",
+            "kinesisvideo.us-west-2.amazonaws.com",
+            "/getSignalingChannelEndpoint",
+            body.as_bytes(),
+            datetime!(2024-01-01 12:00:00 UTC),
+        );
+        let names: Vec<_> = headers.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            names,
+            [
+                "content-type",
+                "host",
+                "x-amz-date",
+                "x-amz-security-token",
+                "authorization"
+            ]
+        );
+        assert_eq!(
+            headers[4].1,
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20240101/us-west-2/kinesisvideo/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, \
+             Signature=2173139cbdf969c8afa38948a11fa44c9cc355a9089dd77e3f5e9005b5d6e12d"
+        );
+        let no_token = signed_headers(
+            &Credentials::new("AKIAIOSFODNN7EXAMPLE", "x", None),
+            "us-west-2",
+            "h",
+            "/describeSignalingChannel",
+            b"{}",
+            datetime!(2024-01-01 12:00:00 UTC),
+        );
+        assert!(
+            no_token[3]
+                .1
+                .contains("SignedHeaders=content-type;host;x-amz-date,")
+        );
+    }
+
+    #[test]
+    fn describe_answers() {
+        let ok = format!(
+            r#"{{"ChannelInfo":{{"ChannelARN":"{ARN}","ChannelName":"demo-channel","ChannelStatus":"ACTIVE","CreationTime":1.7e9,"Extra":1}}}}"#
+        );
+        let info = parse_describe(ok.as_bytes()).unwrap();
+        assert_eq!((info.arn.as_str(), info.status.as_str()), (ARN, "ACTIVE"));
+        let deleting = ok.replace("ACTIVE", "DELETING");
+        let e = parse_describe(deleting.as_bytes()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ResourceNotFound);
+        assert!(e.message.contains("being deleted"), "{}", e.message);
+        let e = parse_describe(br#"{"ChannelInfo":{"ChannelARN":"nope"}}"#).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Protocol);
+        assert!(e.message.contains("channel_arn"), "{}", e.message);
+        for bad in [&b"{}"[..], b"[]", b"<html>"] {
+            assert_eq!(parse_describe(bad).unwrap_err().kind, ErrorKind::Protocol);
+        }
+    }
+
+    #[test]
+    fn endpoint_answers() {
+        let both = br#"{"ResourceEndpointList":[{"Protocol":"https","ResourceEndpoint":"https://r-1.kinesisvideo.us-west-2.amazonaws.com"},{"Protocol":"WSS","ResourceEndpoint":"wss://v-1.kinesisvideo.us-west-2.amazonaws.com"},{"Protocol":"WEBRTC","ResourceEndpoint":"x"}]}"#;
+        let e = parse_endpoints(both).unwrap();
+        assert_eq!(e.wss, "wss://v-1.kinesisvideo.us-west-2.amazonaws.com");
+        assert_eq!(e.https, "https://r-1.kinesisvideo.us-west-2.amazonaws.com");
+        let only_https = br#"{"ResourceEndpointList":[{"Protocol":"HTTPS","ResourceEndpoint":"https://r-1.x"}]}"#;
+        let err = parse_endpoints(only_https).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Protocol);
+        assert!(err.message.contains("no WSS endpoint"), "{}", err.message);
+        let bad_scheme = br#"{"ResourceEndpointList":[{"Protocol":"HTTPS","ResourceEndpoint":"http://r-1.x"},{"Protocol":"WSS","ResourceEndpoint":"wss://v"}]}"#;
+        assert!(
+            parse_endpoints(bad_scheme)
+                .unwrap_err()
+                .message
+                .contains("https://")
+        );
+        let long = format!(
+            r#"{{"ResourceEndpointList":[{{"Protocol":"HTTPS","ResourceEndpoint":"https://r"}},{{"Protocol":"WSS","ResourceEndpoint":"wss://{}"}}]}}"#,
+            "v".repeat(600)
+        );
+        assert!(
+            parse_endpoints(long.as_bytes())
+                .unwrap_err()
+                .message
+                .contains("at most 512")
+        );
+        assert!(parse_endpoints(b"{}").is_err());
+    }
+}
