@@ -99,8 +99,13 @@ pub struct EmulatorConfig {
     /// closes with 1001 after ~2 hours. We pick the documented 1 hour: clients must cope with
     /// the shorter bound.
     pub max_connection_secs: Option<u64>,
-    /// Seconds between GO_AWAY and the server closing the connection (service: 1 min).
+    /// Seconds between a lifetime GO_AWAY and the close (service: 1 min); see
+    /// `go_away_before_max_lifetime`. Injected `Fault::GoAway` carries its own grace.
     pub go_away_grace_secs: u64,
+    /// Send GO_AWAY `go_away_grace_secs` before the lifetime cut. Whether the service warns
+    /// before that close is unknown (the reported 2-hour closes show a bare 1001), so off by
+    /// default.
+    pub go_away_before_max_lifetime: bool,
     /// Whether WebSocket PINGs from the client reset the idle timer. Unknown on the service;
     /// we pick `false` (user reports show 10-minute idle closes even for the C SDK, which pings
     /// every 10 s), so only protocol messages count as activity.
@@ -158,6 +163,7 @@ impl Default for EmulatorConfig {
             idle_timeout_secs: Some(600),
             max_connection_secs: Some(3600),
             go_away_grace_secs: 60,
+            go_away_before_max_lifetime: false,
             pings_reset_idle: false,
             close_code: 1001,
             max_payload_len: 10_000,

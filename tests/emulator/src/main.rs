@@ -42,7 +42,8 @@ OPTIONS:
     --max-skew S                 Allowed request-date skew in seconds (default 300)
     --idle-timeout S             Close connections idle for S seconds (default 600; 0 = never)
     --max-connection-seconds S   Close connections older than S seconds (default 3600; 0 = never)
-    --go-away-grace S            Seconds between GO_AWAY and the close (default 60)
+    --go-away-grace S            Seconds between a lifetime GO_AWAY and the close (default 60)
+    --go-away-before-lifetime    Send GO_AWAY --go-away-grace seconds before the lifetime cut
     --stop-pongs                 Do not answer WebSocket pings
     --handshake-delay-ms N       Delay every WebSocket upgrade answer by N ms
     --fail OP:STATUS:TYPE[:COUNT]
@@ -147,6 +148,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
                 cfg.max_connection_secs = (s > 0).then_some(s);
             }
             "--go-away-grace" => cfg.go_away_grace_secs = num(&flag, val())?,
+            "--go-away-before-lifetime" => cfg.go_away_before_max_lifetime = true,
             "--stop-pongs" => faults.push(Fault::StopPongs(true)),
             "--handshake-delay-ms" => faults.push(Fault::HandshakeDelay {
                 ms: num(&flag, val())?,

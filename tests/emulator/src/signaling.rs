@@ -537,6 +537,19 @@ impl Conn {
                     self.start_close(code, "Idle timeout", &mut closing, &mut why);
                     continue;
                 }
+                let grace = self.shared.cfg.go_away_grace_secs;
+                if life > 0
+                    && self.shared.cfg.go_away_before_max_lifetime
+                    && go_away_at.is_none()
+                    && now.duration_since(start) + Duration::from_secs(grace)
+                        >= Duration::from_secs(life)
+                {
+                    // Warn, then the lifetime close (or the grace, whichever is first) ends it.
+                    if !self.send_text(json!({"messageType": "GO_AWAY"}).to_string(), "GO_AWAY") {
+                        return "write_error".into();
+                    }
+                    go_away_at = Some(now + Duration::from_secs(grace));
+                }
                 if life > 0 && now.duration_since(start) >= Duration::from_secs(life) {
                     self.start_close(
                         code,

@@ -518,3 +518,15 @@ fn event_log_has_no_secrets() {
     assert!(text.contains("\"verdict\":\"rejected\"") && text.contains("signature_mismatch"));
     assert!(text.contains("\"verdict\":\"accepted\""));
 }
+
+#[test]
+fn go_away_before_the_lifetime_cut_when_configured() {
+    let emu = start_with(|c| {
+        c.max_connection_secs = Some(2);
+        c.go_away_grace_secs = 1;
+        c.go_away_before_max_lifetime = true;
+    });
+    let mut v = viewer(&emu, "v1");
+    assert_eq!(recv(&mut v)["messageType"], "GO_AWAY");
+    assert_eq!(wait_closed(&mut v), Ok(Some(1001)));
+}
