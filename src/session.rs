@@ -42,6 +42,8 @@ pub struct Stats {
     pub pings_sent: u64,
     /// Clock offset (server − local, seconds) learnt from a 403 and applied to signing.
     pub clock_offset_s: i64,
+    /// Threads blocked in `recv` right now (a diagnostic for stuck pipelines).
+    pub waiting_receivers: u32,
 }
 
 struct Outgoing {
@@ -252,17 +254,24 @@ impl Viewer {
             if let Some(e) = &state.ended {
                 return Err(e.clone());
             }
-            state = match deadline {
-                None => self
-                    .shared
-                    .arrived
-                    .wait(state)
-                    .unwrap_or_else(|p| p.into_inner()),
+            let left = match deadline {
+                None => None,
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err(Error::new(ErrorKind::Timeout, "recv: no message in time"));
                     }
+                    Some(left)
+                }
+            };
+            state.stats.waiting_receivers += 1;
+            state = match left {
+                None => self
+                    .shared
+                    .arrived
+                    .wait(state)
+                    .unwrap_or_else(|p| p.into_inner()),
+                Some(left) => {
                     self.shared
                         .arrived
                         .wait_timeout(state, left)
@@ -270,6 +279,7 @@ impl Viewer {
                         .0
                 }
             };
+            state.stats.waiting_receivers -= 1;
         }
     }
 

@@ -1,0 +1,460 @@
+//! The viewer against the project's signaling emulator: real TLS, real WebSockets, loopback.
+
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use kvs_signaling_emulator::{Emulator, EmulatorConfig, Fault, Operation, RawFrame};
+use kvs_viewer::{Credentials, ErrorKind, Message, MessageType, Viewer, ViewerConfig};
+use serde_json::Value;
+
+const OFFER: &str = r#"{"type":"offer","sdp":"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendrecv\r\na=rtpmap:96 H264/90000\r\n"}"#;
+const CANDIDATE: &str = r#"{"candidate":"candidate:1 1 udp 2130706431 192.168.1.20 50000 typ host","sdpMid":"0","sdpMLineIndex":0}"#;
+/// Generous bound for anything that should take milliseconds on loopback.
+const BOUND: Duration = Duration::from_secs(10);
+
+fn start(config: EmulatorConfig) -> Emulator {
+    Emulator::start(config).expect("emulator starts")
+}
+
+fn config_for(emu: &Emulator, client_id: &str) -> ViewerConfig {
+    let env = emu.env();
+    let mut c = ViewerConfig::new(
+        &env.region,
+        &env.channel_arn,
+        client_id,
+        &env.wss_endpoint,
+        Credentials::new(
+            &env.access_key_id,
+            &env.secret_access_key,
+            env.session_token.as_deref(),
+        ),
+    );
+    c.ca_file = Some(env.ca_file.clone());
+    c
+}
+
+fn connect(emu: &Emulator, client_id: &str) -> Viewer {
+    Viewer::connect(&config_for(emu, client_id)).expect("viewer connects")
+}
+
+fn recv(v: &Viewer) -> Message {
+    v.recv(Some(BOUND)).expect("a message arrives")
+}
+
+fn payload_json(m: &Message) -> Value {
+    serde_json::from_slice(&m.payload).expect("payload is JSON")
+}
+
+#[test]
+fn offer_gets_answer_then_candidates_in_order() {
+    let emu = start(EmulatorConfig {
+        answer_candidates: 3,
+        ..EmulatorConfig::default()
+    });
+    let v = connect(&emu, "viewer-1");
+    v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
+        .unwrap();
+    v.send(
+        MessageType::IceCandidate,
+        CANDIDATE.as_bytes(),
+        Some("cand-1"),
+    )
+    .unwrap();
+
+    let answer = recv(&v);
+    assert_eq!(answer.message_type, MessageType::SdpAnswer);
+    assert_eq!(
+        answer.sender_client_id, "",
+        "messages from the master carry no sender"
+    );
+    let sdp = payload_json(&answer);
+    assert_eq!(sdp["type"], "answer");
+    assert!(
+        sdp["sdp"].as_str().unwrap().contains("m=video"),
+        "answer matches the offer's media"
+    );
+    for _ in 0..3 {
+        let c = recv(&v);
+        assert_eq!(c.message_type, MessageType::IceCandidate);
+        assert!(
+            payload_json(&c)["candidate"]
+                .as_str()
+                .unwrap()
+                .starts_with("candidate:")
+        );
+    }
+    assert_eq!(
+        v.recv(Some(Duration::ZERO)).unwrap_err().kind,
+        ErrorKind::Timeout,
+        "nothing beyond the answer and its candidates"
+    );
+
+    // The master saw exactly what we sent, camelCase, with the candidate's correlation id.
+    let offer_in = emu
+        .wait_for_event(
+            |e| e["type"] == "frame_in" && e["action"] == "SDP_OFFER",
+            BOUND,
+        )
+        .expect("emulator logged the offer");
+    assert_eq!(offer_in["correlation_id"], Value::Null);
+    let cand_in = emu
+        .wait_for_event(
+            |e| e["type"] == "frame_in" && e["action"] == "ICE_CANDIDATE",
+            BOUND,
+        )
+        .expect("emulator logged the candidate");
+    assert_eq!(cand_in["correlation_id"], "cand-1");
+    v.close().unwrap();
+}
+
+#[test]
+fn send_goes_out_while_another_thread_blocks_in_recv() {
+    let emu = start(EmulatorConfig::default());
+    let v = connect(&emu, "viewer-threads");
+    let (tx, rx) = mpsc::channel();
+    thread::scope(|s| {
+        // Blocks with no timeout: only an answer — which needs our offer to go out — wakes it.
+        s.spawn(|| tx.send(v.recv(None)).unwrap());
+        // Send only once the receiver is parked in recv (bounded wait on that condition).
+        let parked = (0..1_000_000).any(|_| {
+            thread::yield_now();
+            v.stats().waiting_receivers == 1
+        });
+        assert!(parked, "the receiver thread never blocked in recv");
+        v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
+            .unwrap();
+        let got = rx
+            .recv_timeout(BOUND)
+            .expect("blocked recv woke up with the answer");
+        assert_eq!(got.unwrap().message_type, MessageType::SdpAnswer);
+    });
+    v.close().unwrap();
+}
+
+#[test]
+fn recv_timeout_is_not_fatal() {
+    let emu = start(EmulatorConfig::default());
+    let v = connect(&emu, "viewer-timeout");
+    for t in [Duration::ZERO, Duration::from_millis(20)] {
+        assert_eq!(v.recv(Some(t)).unwrap_err().kind, ErrorKind::Timeout);
+    }
+    v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
+        .unwrap();
+    assert_eq!(recv(&v).message_type, MessageType::SdpAnswer);
+    v.close().unwrap();
+}
+
+#[test]
+fn close_frees_the_viewer_slot_at_once() {
+    let emu = start(EmulatorConfig {
+        max_viewers: 1,
+        ..EmulatorConfig::default()
+    });
+    let first = connect(&emu, "viewer-a");
+    let err = Viewer::connect(&config_for(&emu, "viewer-b")).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ClientLimitExceeded, "{err}");
+    assert_eq!(err.http_status, Some(400));
+    assert_eq!(
+        err.error_type.as_deref(),
+        Some("ClientLimitExceededException")
+    );
+
+    // No wait: the close handshake itself frees the slot.
+    first.close().unwrap();
+    let second = connect(&emu, "viewer-b");
+    assert_eq!(emu.connected_viewers(), vec!["viewer-b".to_owned()]);
+    second.close().unwrap();
+}
+
+#[test]
+fn the_same_client_id_replaces_the_older_connection() {
+    let emu = start(EmulatorConfig::default());
+    let old = connect(&emu, "viewer-same");
+    let new = connect(&emu, "viewer-same");
+    let err = old.recv(Some(BOUND)).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Closed, "{err}");
+    new.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
+        .unwrap();
+    assert_eq!(recv(&new).message_type, MessageType::SdpAnswer);
+    old.close().unwrap();
+    new.close().unwrap();
+}
+
+#[test]
+fn service_errors_map_to_their_kinds() {
+    let emu = start(EmulatorConfig::default());
+    // 404: a well-formed ARN of a channel that does not exist.
+    let mut c = config_for(&emu, "viewer-404");
+    c.channel_arn = c.channel_arn.replace("demo-channel", "no-such-channel");
+    let e = Viewer::connect(&c).unwrap_err();
+    assert_eq!(
+        (e.kind, e.http_status),
+        (ErrorKind::ResourceNotFound, Some(404)),
+        "{e}"
+    );
+
+    // 403: the wrong secret.
+    let mut c = config_for(&emu, "viewer-403");
+    let env = emu.env();
+    c.credentials = Credentials::new(&env.access_key_id, "not-the-secret", None);
+    let e = Viewer::connect(&c).unwrap_err();
+    assert_eq!(
+        (e.kind, e.http_status),
+        (ErrorKind::AccessDenied, Some(403)),
+        "{e}"
+    );
+    assert!(
+        e.message
+            .starts_with("connect: HTTP 403 AccessDeniedException"),
+        "{e}"
+    );
+
+    // 400 InvalidArgumentException, 500 and 503 as the service would answer them.
+    for (status, error_type, kind) in [
+        (400, "InvalidArgumentException", ErrorKind::InvalidArgument),
+        (500, "InternalFailure", ErrorKind::Service),
+        (503, "", ErrorKind::HttpStatus),
+    ] {
+        emu.inject(Fault::FailNext {
+            operation: Operation::Connect,
+            status,
+            error_type: error_type.into(),
+            message: "injected".into(),
+            count: 1,
+        })
+        .unwrap();
+        let e = Viewer::connect(&config_for(&emu, "viewer-fail")).unwrap_err();
+        assert_eq!((e.kind, e.http_status), (kind, Some(status)), "{e}");
+        assert!(
+            e.message.contains("injected"),
+            "the service's message is kept: {e}"
+        );
+    }
+    // The emulator is still healthy after all of that.
+    connect(&emu, "viewer-ok").close().unwrap();
+}
+
+#[test]
+fn untrusted_certificate_is_a_tls_error() {
+    let emu = start(EmulatorConfig::default());
+    let mut c = config_for(&emu, "viewer-tls");
+    c.ca_file = None; // the emulator's CA is not in the system roots
+    let e = Viewer::connect(&c).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Tls, "{e}");
+    assert!(e.message.contains("certificate"), "{e}");
+}
+
+#[test]
+fn refused_port_is_a_network_error() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }; // closed again: nothing listens there now
+    let emu = start(EmulatorConfig::default());
+    let mut c = config_for(&emu, "viewer-refused");
+    c.wss_endpoint = format!("wss://127.0.0.1:{port}");
+    let e = Viewer::connect(&c).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Network, "{e}");
+    assert!(e.message.contains("refused"), "{e}");
+}
+
+#[test]
+fn silent_server_is_a_handshake_timeout() {
+    let emu = start(EmulatorConfig::default());
+    emu.inject(Fault::StallHandshake { ms: 5_000 }).unwrap();
+    let mut c = config_for(&emu, "viewer-stall");
+    c.connect_timeout = Duration::from_millis(300);
+    let e = Viewer::connect(&c).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+}
+
+#[test]
+fn invalid_config_is_refused_before_any_io() {
+    let emu = start(EmulatorConfig::default());
+    let mut c = config_for(&emu, "AWS_reserved");
+    let e = Viewer::connect(&c).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    assert!(e.message.starts_with("client_id"), "{e}");
+    c.client_id = "viewer-x".into();
+    c.ca_file = Some("/nonexistent/ca.pem".into());
+    let e = Viewer::connect(&c).unwrap_err();
+    assert!(e.message.starts_with("ca_file"), "{e}");
+    let contacts: Vec<_> = emu
+        .events()
+        .into_iter()
+        .filter(|e| {
+            let t = e["type"].as_str().unwrap_or_default();
+            [
+                "auth",
+                "http_request",
+                "connected",
+                "connect_rejected",
+                "handshake_failed",
+                "tls_error",
+            ]
+            .contains(&t)
+        })
+        .collect();
+    assert!(
+        contacts.is_empty(),
+        "nothing reached the server: {contacts:?}"
+    );
+}
+
+#[test]
+fn skewed_clock_is_corrected_from_the_403() {
+    let emu = start(EmulatorConfig {
+        clock_offset_secs: 3600, // the server is an hour ahead of us
+        ..EmulatorConfig::default()
+    });
+    let v = connect(&emu, "viewer-skew");
+    let offset = v.stats().clock_offset_s;
+    assert!((3590..=3610).contains(&offset), "learnt offset {offset}");
+    v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
+        .unwrap();
+    assert_eq!(recv(&v).message_type, MessageType::SdpAnswer);
+    v.close().unwrap();
+}
+
+#[test]
+fn go_away_is_delivered_then_the_server_closes() {
+    let emu = start(EmulatorConfig::default());
+    let v = connect(&emu, "viewer-goaway");
+    emu.inject(Fault::GoAway {
+        client_id: Some("viewer-goaway".into()),
+        grace_ms: 100,
+    })
+    .unwrap();
+    assert_eq!(recv(&v).message_type, MessageType::GoAway);
+    let e = v.recv(Some(BOUND)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Closed, "{e}");
+    assert_eq!(e.close_code, Some(1001), "{e}");
+    v.close()
+        .expect("closing an already-ended connection is fine");
+}
+
+#[test]
+fn reconnect_ice_server_is_delivered() {
+    let emu = start(EmulatorConfig::default());
+    let v = connect(&emu, "viewer-ice");
+    emu.inject(Fault::ReconnectIceServer {
+        client_id: Some("viewer-ice".into()),
+    })
+    .unwrap();
+    assert_eq!(recv(&v).message_type, MessageType::ReconnectIceServer);
+    v.close().unwrap();
+}
+
+#[test]
+fn junk_frames_are_skipped_and_counted() {
+    let emu = start(EmulatorConfig::default());
+    let v = connect(&emu, "viewer-junk");
+    let junk = [
+        RawFrame::NonJson,
+        RawFrame::Binary(vec![0, 1, 2]),
+        RawFrame::InvalidBase64,
+        RawFrame::Text(
+            r#"{"message":"Endpoint request timed out","connectionId":"x","requestId":"y"}"#.into(),
+        ),
+    ];
+    for frame in junk {
+        emu.inject(Fault::SendRaw {
+            client_id: Some("viewer-junk".into()),
+            frame,
+        })
+        .unwrap();
+    }
+    let status = r#"{"messageType":"STATUS_RESPONSE","statusResponse":{"correlationId":"c-9","errorType":"InvalidArgumentException","statusCode":"400","description":"bad payload","success":false}}"#;
+    emu.inject(Fault::SendRaw {
+        client_id: Some("viewer-junk".into()),
+        frame: RawFrame::Text(status.into()),
+    })
+    .unwrap();
+    let m = recv(&v);
+    assert_eq!(
+        m.message_type,
+        MessageType::StatusResponse,
+        "junk before it was skipped"
+    );
+    let s = m.status.unwrap();
+    assert_eq!(
+        (
+            s.correlation_id.as_str(),
+            s.error_type.as_str(),
+            s.status_code,
+            s.description.as_str()
+        ),
+        ("c-9", "InvalidArgumentException", 400, "bad payload")
+    );
+    let stats = v.stats();
+    assert_eq!(stats.frames_skipped, 4, "{stats:?}");
+    assert!(v.ended().is_none(), "junk never ends the connection");
+    v.close().unwrap();
+}
+
+#[test]
+fn abrupt_drop_is_reported_as_closed() {
+    let emu = start(EmulatorConfig::default());
+    let v = connect(&emu, "viewer-drop");
+    emu.inject(Fault::DropConnection {
+        client_id: Some("viewer-drop".into()),
+    })
+    .unwrap();
+    let e = v.recv(Some(BOUND)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Closed, "{e}");
+    assert_eq!(e.close_code, None);
+    assert_eq!(
+        v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
+            .unwrap_err()
+            .kind,
+        ErrorKind::Closed
+    );
+    v.close().unwrap();
+}
+
+#[test]
+fn messages_before_a_close_are_not_lost() {
+    let emu = start(EmulatorConfig {
+        answer_candidates: 1,
+        ..EmulatorConfig::default()
+    });
+    let v = connect(&emu, "viewer-keep");
+    v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
+        .unwrap();
+    // Once the master's candidate went out, end the connection before we read anything.
+    emu.wait_for_event(
+        |e| {
+            e["type"] == "frame_out"
+                && e["message_type"] == "ICE_CANDIDATE"
+                && e["to"] == "viewer-keep"
+        },
+        BOUND,
+    )
+    .expect("the master sent its candidate");
+    emu.inject(Fault::GoAway {
+        client_id: Some("viewer-keep".into()),
+        grace_ms: 0,
+    })
+    .unwrap();
+    let mut types = Vec::new();
+    loop {
+        match v.recv(Some(BOUND)) {
+            Ok(m) => types.push(m.message_type),
+            Err(e) => {
+                assert_eq!(e.kind, ErrorKind::Closed, "{e}");
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        types,
+        [
+            MessageType::SdpAnswer,
+            MessageType::IceCandidate,
+            MessageType::GoAway
+        ]
+    );
+    v.close().unwrap();
+}
