@@ -375,6 +375,10 @@ pub(crate) fn tls_accept_loop(
             break;
         }
         let Ok(stream) = stream else { continue };
+        shared.emit(
+            "tcp_accept",
+            json!({"peer": stream.peer_addr().map(|a| a.to_string()).unwrap_or_default()}),
+        );
         let s2 = shared.clone();
         let acc = acceptor.clone();
         shared.spawn("emu-conn", move || {

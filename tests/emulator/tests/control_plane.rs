@@ -391,3 +391,88 @@ fn keep_alive_serves_several_requests_on_one_connection() {
         assert_eq!(r.status, 200, "{}", r.body);
     }
 }
+
+#[test]
+fn tamper_next_changes_one_answer() {
+    use kvs_signaling_emulator::Tamper;
+    let emu = start();
+    let env = emu.env().clone();
+    let ep_body = json!({"ChannelARN": env.channel_arn, "SingleMasterChannelEndpointConfiguration": {"Protocols": ["WSS", "HTTPS"], "Role": "VIEWER"}}).to_string();
+    let ice_body = json!({"ChannelARN": env.channel_arn}).to_string();
+    emu.inject(Fault::TamperNext(Tamper::DropWssEndpoint))
+        .unwrap();
+    emu.inject(Fault::TamperNext(Tamper::IceTtl(29))).unwrap();
+    emu.inject(Fault::TamperNext(Tamper::IceUriCount(5)))
+        .unwrap();
+    emu.inject(Fault::TamperNext(Tamper::ChannelStatus("DELETING".into())))
+        .unwrap();
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/getSignalingChannelEndpoint",
+        &ep_body,
+        &PostOpts::default(),
+    );
+    let list = r.json()["ResourceEndpointList"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["Protocol"], "HTTPS");
+    let r = post(
+        &env,
+        &env.https_endpoint,
+        "/v1/get-ice-server-config",
+        &ice_body,
+        &PostOpts::default(),
+    );
+    assert_eq!(r.json()["IceServerList"][0]["Ttl"], 29);
+    let r = post(
+        &env,
+        &env.https_endpoint,
+        "/v1/get-ice-server-config",
+        &ice_body,
+        &PostOpts::default(),
+    );
+    assert_eq!(
+        r.json()["IceServerList"][1]["Uris"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    let r = post(
+        &env,
+        &env.https_endpoint,
+        "/v1/get-ice-server-config",
+        &ice_body,
+        &PostOpts::default(),
+    );
+    assert_eq!(r.json()["IceServerList"][0]["Ttl"], 300, "one-shot");
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/describeSignalingChannel",
+        &describe_body(&env.channel_name),
+        &PostOpts::default(),
+    );
+    assert_eq!(r.json()["ChannelInfo"]["ChannelStatus"], "DELETING");
+    emu.inject(Fault::TamperNext(Tamper::IceServerCount(6)))
+        .unwrap();
+    let r = post(
+        &env,
+        &env.https_endpoint,
+        "/v1/get-ice-server-config",
+        &ice_body,
+        &PostOpts::default(),
+    );
+    assert_eq!(r.json()["IceServerList"].as_array().unwrap().len(), 6);
+    // Also through the admin listener.
+    let a = admin(&env, "POST", "/fault", r#"{"TamperNext":{"IceTtl":31}}"#);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let r = post(
+        &env,
+        &env.https_endpoint,
+        "/v1/get-ice-server-config",
+        &ice_body,
+        &PostOpts::default(),
+    );
+    assert_eq!(r.json()["IceServerList"][0]["Ttl"], 31);
+}
