@@ -5,14 +5,18 @@
  * kvs_viewer_send(v, KVS_MSG_SDP_OFFER, offer_json, 0, NULL); loop kvs_viewer_recv(v, &msg, ms);
  * kvs_viewer_close(v).
  *
+ * Discovery: leave wss_endpoint NULL and give channel_name (or channel_arn); connect then asks
+ * the control plane for the ARN, the endpoints and the ICE servers. ICE servers (STUN first,
+ * then TURN, refreshed near their TTL): kvs_viewer_ice_server_count + kvs_viewer_ice_server_get.
+ *
  * Every fallible function returns KVS_OK (0) or a negative KVS_ERR_* code; call
  * kvs_last_error_message() on the same thread for the detail. Out-parameters are written only
  * on success (except payload_len on KVS_ERR_BUFFER_TOO_SMALL). Strings passed in are borrowed
  * for the call only. The library never hands out memory the caller must free.
  *
  * Threads: distinct handles are independent. On one handle, one thread may block in
- * kvs_viewer_recv while others call kvs_viewer_send; kvs_viewer_close must not overlap any
- * other call on that handle.
+ * kvs_viewer_recv while others call kvs_viewer_send or the ICE-server functions (which never
+ * block the connection); kvs_viewer_close must not overlap any other call on that handle.
  */
 
 #ifndef KVS_VIEWER_H
@@ -124,6 +128,21 @@
 #define KVS_VIEWER_ABI_VERSION 1
 
 /**
+ * Most ICE servers a viewer reports: the STUN server plus at most 5 TURN servers.
+ */
+#define KVS_MAX_ICE_SERVERS 6
+
+/**
+ * Most URIs of one ICE server (a service answer with more is refused).
+ */
+#define KVS_MAX_ICE_URIS 4
+
+/**
+ * Size of each string array in `KvsIceServer`: 256 characters and the NUL.
+ */
+#define KVS_ICE_STRING_BUF_LEN 257
+
+/**
  * Message type: a type this library version does not know.
  */
 #define KVS_MSG_UNKNOWN 0
@@ -208,7 +227,8 @@ typedef struct KvsViewerConfig {
   const char *region;
   /**
    * Channel ARN, `arn:aws:kinesisvideo:<region>:<account>:channel/<name>/<number>`.
-   * Required.
+   * NULL or empty = look it up by `channel_name` (DescribeSignalingChannel); one of the two
+   * is required.
    */
   const char *channel_arn;
   /**
@@ -217,7 +237,8 @@ typedef struct KvsViewerConfig {
    */
   const char *client_id;
   /**
-   * The channel's viewer WSS endpoint, `wss://host[:port][/path]`. Required.
+   * The channel's viewer WSS endpoint, `wss://host[:port][/path]`. NULL or empty = discover
+   * it (GetSignalingChannelEndpoint) and fetch the ICE servers on the way.
    */
   const char *wss_endpoint;
   /**
@@ -244,6 +265,17 @@ typedef struct KvsViewerConfig {
    * Lifetime of the presigned URL (`X-Amz-Expires`), 1..604800; 0 = 299 s.
    */
   uint32_t presign_expires_s;
+  /**
+   * Channel name, used only when `channel_arn` is NULL or empty. (Appended in 0.1; NULL or
+   * empty = none.)
+   */
+  const char *channel_name;
+  /**
+   * Control-plane URL `https://host[:port][/path]` (emulators, FIPS or VPC endpoints);
+   * NULL or empty = `https://kinesisvideo.<region>.amazonaws.com` (`.amazonaws.com.cn` in
+   * China regions). (Appended in 0.1.)
+   */
+  const char *control_plane_url;
 } KvsViewerConfig;
 
 /**
@@ -293,6 +325,38 @@ typedef struct KvsMessage {
   char description[KVS_DESCRIPTION_BUF_LEN];
 } KvsMessage;
 
+/**
+ * One ICE server, filled by `kvs_viewer_ice_server_get` into caller-owned memory.
+ * Initialise with `kvs_ice_server_init`. Strings are NUL-terminated.
+ */
+typedef struct KvsIceServer {
+  /**
+   * `sizeof(KvsIceServer)`, set by `kvs_ice_server_init`.
+   */
+  uint32_t struct_size;
+  /**
+   * Number of valid entries in `uris` (1..KVS_MAX_ICE_URIS).
+   */
+  uint32_t uri_count;
+  /**
+   * `stun:host:port`, `turn:host:port?transport=udp`, `turns:...`.
+   */
+  char uris[KVS_MAX_ICE_URIS][KVS_ICE_STRING_BUF_LEN];
+  /**
+   * TURN user name; empty for the STUN server.
+   */
+  char username[KVS_ICE_STRING_BUF_LEN];
+  /**
+   * TURN password; empty for the STUN server. A credential: never log it.
+   */
+  char password[KVS_ICE_STRING_BUF_LEN];
+  /**
+   * Lifetime of the credentials in seconds, as the service gave it (300 today); 0 for the
+   * STUN server, which does not expire.
+   */
+  uint32_t ttl_s;
+} KvsIceServer;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -339,6 +403,13 @@ uint32_t kvs_viewer_abi_version(void);
  * Validates `config`, presigns the `ConnectAsViewer` URL and opens TLS + WebSocket, all
  * within `config->connect_timeout_ms`. On success writes the new handle to `*out_viewer`
  * and returns `KVS_OK`; on failure `*out_viewer` is untouched and no socket stays open.
+ *
+ * Without `wss_endpoint` it first discovers the channel over HTTPS: DescribeSignalingChannel
+ * (only without `channel_arn`; a channel being deleted is `KVS_ERR_RESOURCE_NOT_FOUND`),
+ * GetSignalingChannelEndpoint and GetIceServerConfig, each bounded by `connect_timeout_ms`.
+ * A failing step is named at the start of the detail (`describe:`, `get_endpoint:`,
+ * `get_ice_config:`, `connect:`); an unusable answer is `KVS_ERR_PROTOCOL`. The handle keeps
+ * the ARN and endpoints, so ICE refreshes cost one call.
  *
  * Errors: `KVS_ERR_NULL_POINTER` (config or out_viewer), `KVS_ERR_INVALID_ARGUMENT` (a
  * field is missing or malformed — checked before any network I/O — or a 400
@@ -433,6 +504,69 @@ int32_t kvs_viewer_close(struct KvsViewer *viewer);
  * value. Static, never NULL; thread-safe.
  */
 const char *kvs_message_type_name(int32_t message_type);
+
+/**
+ * Zeroes `server` and sets `struct_size`. NULL is ignored. Thread-safe.
+ *
+ * # Safety
+ * `server` must be NULL or point to writable memory for a `KvsIceServer`.
+ */
+void kvs_ice_server_init(struct KvsIceServer *server);
+
+/**
+ * Number of ICE servers: the regional STUN server (always index 0) plus the TURN servers,
+ * at most `KVS_MAX_ICE_SERVERS`. Writes it to `*out_count`.
+ *
+ * The TURN servers were fetched by `kvs_viewer_connect` when it discovered the channel; a
+ * viewer connected with a configured `wss_endpoint` fetches them on the first call (one
+ * GetSignalingChannelEndpoint, kept, and one GetIceServerConfig). When the servers are within
+ * 30 s of their TTL this call fetches new ones, so the servers read right after it are
+ * usable; call it before reading them with `kvs_viewer_ice_server_get`.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER`, and when a fetch fails the codes of `kvs_viewer_connect`
+ * with the step (`get_endpoint` or `get_ice_config`) named in the detail. The handle stays
+ * usable.
+ *
+ * Thread-safety: may run while other threads are in `kvs_viewer_recv` or `kvs_viewer_send`
+ * on the same handle; it never blocks the connection. Concurrent ICE calls on one handle
+ * wait for each other (one fetch at a time, bounded by the connect timeout). Never
+ * concurrently with `kvs_viewer_close`.
+ *
+ * # Safety
+ * `viewer` must come from `kvs_viewer_connect` and not be closed; `out_count` writable.
+ */
+int32_t kvs_viewer_ice_server_count(struct KvsViewer *viewer, size_t *out_count);
+
+/**
+ * Copies ICE server `index` (0 = STUN) into `*out`, which `kvs_ice_server_init` prepared.
+ * Refreshes the TURN servers like `kvs_viewer_ice_server_count` when they are near their TTL.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER`, `KVS_ERR_INVALID_ARGUMENT` (`index` past the count, or
+ * `out->struct_size` too small), and the fetch errors of `kvs_viewer_ice_server_count`.
+ * `*out` is written only on success.
+ *
+ * Thread-safety: as `kvs_viewer_ice_server_count`.
+ *
+ * # Safety
+ * `viewer` must come from `kvs_viewer_connect` and not be closed; `out` must point to a
+ * writable `KvsIceServer`.
+ */
+int32_t kvs_viewer_ice_server_get(struct KvsViewer *viewer, size_t index, struct KvsIceServer *out);
+
+/**
+ * Fetches the TURN servers now (one GetIceServerConfig; the endpoints are kept), e.g. after
+ * a `KVS_MSG_RECONNECT_ICE_SERVER` message or before an ICE restart. Read them afterwards
+ * with `kvs_viewer_ice_server_count` / `kvs_viewer_ice_server_get`.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER` and the fetch errors of `kvs_viewer_ice_server_count`; on
+ * failure the previous servers stay readable while they are not yet near their TTL.
+ *
+ * Thread-safety: as `kvs_viewer_ice_server_count`.
+ *
+ * # Safety
+ * `viewer` must come from `kvs_viewer_connect` and not be closed.
+ */
+int32_t kvs_viewer_refresh_ice_servers(struct KvsViewer *viewer);
 
 /**
  * Fills `config` with defaults: every pointer NULL, every number 0 (= default), and

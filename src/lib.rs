@@ -12,8 +12,8 @@ mod transport;
 pub mod validate;
 
 pub use config::ViewerConfig;
-pub use envelope::{Message, MessageType, StatusResponse};
 pub use control_plane::{ChannelInfo, Endpoints};
+pub use envelope::{Message, MessageType, StatusResponse};
 pub use error::{Error, ErrorKind, Result};
 pub use ice::IceServer;
 pub use session::{Stats, Viewer};

@@ -3,6 +3,7 @@
 //! Every export converts its arguments, runs the safe core inside a panic boundary, maps the
 //! error to a stable code and records the detail for `kvs_last_error_message`.
 
+mod ice;
 mod types;
 
 use std::cell::RefCell;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind};
 use crate::session::Viewer;
 
+pub use ice::*;
 pub use types::*;
 
 // ---------------------------------------------------------------------------------------
@@ -240,7 +242,10 @@ pub struct KvsViewer {
 }
 
 /// Runs `f` on a live handle behind the panic boundary.
-fn with_viewer(viewer: *const KvsViewer, f: impl FnOnce(&Viewer) -> Result<(), i32>) -> i32 {
+pub(crate) fn with_viewer(
+    viewer: *const KvsViewer,
+    f: impl FnOnce(&Viewer) -> Result<(), i32>,
+) -> i32 {
     if viewer.is_null() {
         return null_pointer("viewer");
     }
@@ -263,6 +268,13 @@ fn with_viewer(viewer: *const KvsViewer, f: impl FnOnce(&Viewer) -> Result<(), i
 /// Validates `config`, presigns the `ConnectAsViewer` URL and opens TLS + WebSocket, all
 /// within `config->connect_timeout_ms`. On success writes the new handle to `*out_viewer`
 /// and returns `KVS_OK`; on failure `*out_viewer` is untouched and no socket stays open.
+///
+/// Without `wss_endpoint` it first discovers the channel over HTTPS: DescribeSignalingChannel
+/// (only without `channel_arn`; a channel being deleted is `KVS_ERR_RESOURCE_NOT_FOUND`),
+/// GetSignalingChannelEndpoint and GetIceServerConfig, each bounded by `connect_timeout_ms`.
+/// A failing step is named at the start of the detail (`describe:`, `get_endpoint:`,
+/// `get_ice_config:`, `connect:`); an unusable answer is `KVS_ERR_PROTOCOL`. The handle keeps
+/// the ARN and endpoints, so ICE refreshes cost one call.
 ///
 /// Errors: `KVS_ERR_NULL_POINTER` (config or out_viewer), `KVS_ERR_INVALID_ARGUMENT` (a
 /// field is missing or malformed — checked before any network I/O — or a 400

@@ -48,12 +48,14 @@ pub struct KvsViewerConfig {
     /// AWS region, e.g. `"us-west-2"`. Required.
     pub region: *const c_char,
     /// Channel ARN, `arn:aws:kinesisvideo:<region>:<account>:channel/<name>/<number>`.
-    /// Required.
+    /// NULL or empty = look it up by `channel_name` (DescribeSignalingChannel); one of the two
+    /// is required.
     pub channel_arn: *const c_char,
     /// This viewer's id: 1..256 of `[a-zA-Z0-9_.-]`, not starting with `AWS_`. Unique per
     /// viewer: connecting again with the same id replaces the older connection. Required.
     pub client_id: *const c_char,
-    /// The channel's viewer WSS endpoint, `wss://host[:port][/path]`. Required.
+    /// The channel's viewer WSS endpoint, `wss://host[:port][/path]`. NULL or empty = discover
+    /// it (GetSignalingChannelEndpoint) and fetch the ICE servers on the way.
     pub wss_endpoint: *const c_char,
     /// AWS access key id. Required.
     pub access_key_id: *const c_char,
@@ -67,6 +69,32 @@ pub struct KvsViewerConfig {
     pub connect_timeout_ms: u32,
     /// Lifetime of the presigned URL (`X-Amz-Expires`), 1..604800; 0 = 299 s.
     pub presign_expires_s: u32,
+    /// Channel name, used only when `channel_arn` is NULL or empty. (Appended in 0.1; NULL or
+    /// empty = none.)
+    pub channel_name: *const c_char,
+    /// Control-plane URL `https://host[:port][/path]` (emulators, FIPS or VPC endpoints);
+    /// NULL or empty = `https://kinesisvideo.<region>.amazonaws.com` (`.amazonaws.com.cn` in
+    /// China regions). (Appended in 0.1.)
+    pub control_plane_url: *const c_char,
+}
+
+/// Every pointer NULL, every number 0, `struct_size` this library's size.
+fn config_defaults() -> KvsViewerConfig {
+    KvsViewerConfig {
+        struct_size: size_of::<KvsViewerConfig>() as u32,
+        region: std::ptr::null(),
+        channel_arn: std::ptr::null(),
+        client_id: std::ptr::null(),
+        wss_endpoint: std::ptr::null(),
+        access_key_id: std::ptr::null(),
+        secret_access_key: std::ptr::null(),
+        session_token: std::ptr::null(),
+        ca_file: std::ptr::null(),
+        connect_timeout_ms: 0,
+        presign_expires_s: 0,
+        channel_name: std::ptr::null(),
+        control_plane_url: std::ptr::null(),
+    }
 }
 
 /// One received message, filled by `kvs_viewer_recv` into caller-owned memory.
@@ -105,21 +133,8 @@ pub unsafe extern "C" fn kvs_viewer_config_init(config: *mut KvsViewerConfig) {
     if config.is_null() {
         return;
     }
-    let init = KvsViewerConfig {
-        struct_size: size_of::<KvsViewerConfig>() as u32,
-        region: std::ptr::null(),
-        channel_arn: std::ptr::null(),
-        client_id: std::ptr::null(),
-        wss_endpoint: std::ptr::null(),
-        access_key_id: std::ptr::null(),
-        secret_access_key: std::ptr::null(),
-        session_token: std::ptr::null(),
-        ca_file: std::ptr::null(),
-        connect_timeout_ms: 0,
-        presign_expires_s: 0,
-    };
     // SAFETY: non-NULL and writable per the contract; `write` does not read the old value.
-    unsafe { config.write(init) };
+    unsafe { config.write(config_defaults()) };
 }
 
 /// Prepares `msg` for `kvs_viewer_recv`: zeroes it, sets `struct_size` and the payload
@@ -183,19 +198,7 @@ unsafe fn required_str<'a>(p: *const c_char, field: &str) -> Result<&'a str, Err
 /// `config` is non-NULL and its first `struct_size` bytes are readable; its strings are
 /// NULL or NUL-terminated.
 pub(crate) unsafe fn read_config(config: *const KvsViewerConfig) -> Result<ViewerConfig, Error> {
-    let mut c = KvsViewerConfig {
-        struct_size: 0,
-        region: std::ptr::null(),
-        channel_arn: std::ptr::null(),
-        client_id: std::ptr::null(),
-        wss_endpoint: std::ptr::null(),
-        access_key_id: std::ptr::null(),
-        secret_access_key: std::ptr::null(),
-        session_token: std::ptr::null(),
-        ca_file: std::ptr::null(),
-        connect_timeout_ms: 0,
-        presign_expires_s: 0,
-    };
+    let mut c = config_defaults();
     // SAFETY: `struct_size` is the first field, readable for any valid config.
     let given = unsafe { std::ptr::addr_of!((*config).struct_size).read_unaligned() } as usize;
     let first_fields =
@@ -219,13 +222,16 @@ pub(crate) unsafe fn read_config(config: *const KvsViewerConfig) -> Result<Viewe
     // SAFETY (all reads below): the fields came from the caller's struct, whose strings are
     // NULL or NUL-terminated per the contract.
     let region = unsafe { required_str(c.region, "region") }?;
-    let channel_arn = unsafe { required_str(c.channel_arn, "channel_arn") }?;
+    let channel_arn = unsafe { optional_str(c.channel_arn, "channel_arn") }?.unwrap_or_default();
     let client_id = unsafe { required_str(c.client_id, "client_id") }?;
-    let wss_endpoint = unsafe { required_str(c.wss_endpoint, "wss_endpoint") }?;
+    let wss_endpoint = unsafe { optional_str(c.wss_endpoint, "wss_endpoint") }?.unwrap_or_default();
     let access_key_id = unsafe { required_str(c.access_key_id, "access_key_id") }?;
     let secret = unsafe { required_str(c.secret_access_key, "secret_access_key") }?;
     let token = unsafe { optional_str(c.session_token, "session_token") }?;
     let ca_file = unsafe { optional_str(c.ca_file, "ca_file") }?;
+    // Fields past the caller's `struct_size` kept their NULL default in the copy above.
+    let channel_name = unsafe { optional_str(c.channel_name, "channel_name") }?;
+    let control_plane_url = unsafe { optional_str(c.control_plane_url, "control_plane_url") }?;
 
     let mut config = ViewerConfig::new(
         region,
@@ -235,6 +241,10 @@ pub(crate) unsafe fn read_config(config: *const KvsViewerConfig) -> Result<Viewe
         Credentials::new(access_key_id, secret, token),
     );
     config.ca_file = ca_file.map(PathBuf::from);
+    config.channel_name = channel_name.filter(|s| !s.is_empty()).map(str::to_owned);
+    config.control_plane_url = control_plane_url
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
     config.connect_timeout = match c.connect_timeout_ms {
         0 => DEFAULT_CONNECT_TIMEOUT,
         ms => Duration::from_millis(ms.into()),

@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -118,7 +119,16 @@ static void test_init_helpers(void) {
   CHECK(cfg.secret_access_key == NULL);
   CHECK(cfg.session_token == NULL);
   CHECK(cfg.ca_file == NULL);
+  CHECK(cfg.channel_name == NULL);
+  CHECK(cfg.control_plane_url == NULL);
   kvs_viewer_config_init(NULL); /* must not crash */
+
+  KvsIceServer ice;
+  memset(&ice, 0xAB, sizeof ice);
+  kvs_ice_server_init(&ice);
+  CHECK(ice.struct_size == sizeof(KvsIceServer));
+  CHECK(ice.uri_count == 0 && ice.ttl_s == 0 && ice.password[0] == '\0');
+  kvs_ice_server_init(NULL); /* must not crash */
 
   char buf[16];
   KvsMessage msg;
@@ -147,14 +157,21 @@ static void test_null_pointers(void) {
   CHECK_CODE(kvs_viewer_send(NULL, KVS_MSG_SDP_OFFER, "{}", 2, NULL), KVS_ERR_NULL_POINTER);
   CHECK_CODE(kvs_viewer_recv(NULL, &msg, 0), KVS_ERR_NULL_POINTER);
   CHECK_CODE(kvs_viewer_close(NULL), KVS_OK);
+  size_t count = 0;
+  KvsIceServer ice;
+  kvs_ice_server_init(&ice);
+  CHECK_CODE(kvs_viewer_ice_server_count(NULL, &count), KVS_ERR_NULL_POINTER);
+  CHECK_CODE(kvs_viewer_ice_server_get(NULL, 0, &ice), KVS_ERR_NULL_POINTER);
+  CHECK_CODE(kvs_viewer_refresh_ice_servers(NULL), KVS_ERR_NULL_POINTER);
 
-  /* Required string fields left NULL are refused, naming the field. */
-  static const char *const fields[] = {"region", "channel_arn", "client_id", "wss_endpoint",
-                                       "access_key_id", "secret_access_key"};
+  /* Required string fields left NULL are refused, naming the field (wss_endpoint is optional:
+   * NULL means discover it). */
+  static const char *const fields[] = {"region", "channel_arn", "client_id", "access_key_id",
+                                       "secret_access_key"};
   for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
     valid_config(&cfg);
-    const char **slot[] = {&cfg.region, &cfg.channel_arn, &cfg.client_id, &cfg.wss_endpoint,
-                           &cfg.access_key_id, &cfg.secret_access_key};
+    const char **slot[] = {&cfg.region, &cfg.channel_arn, &cfg.client_id, &cfg.access_key_id,
+                           &cfg.secret_access_key};
     *slot[i] = NULL;
     v = NULL;
     int32_t rc = kvs_viewer_connect(&cfg, &v);
@@ -177,6 +194,16 @@ static void set_field(KvsViewerConfig *cfg, const char *field, const char *value
   else if (strcmp(field, "access_key_id") == 0) cfg->access_key_id = value;
   else if (strcmp(field, "secret_access_key") == 0) cfg->secret_access_key = value;
   else if (strcmp(field, "session_token") == 0) cfg->session_token = value;
+  else if (strcmp(field, "channel_name") == 0) {
+    /* Used only without an ARN; discovery goes to a refused port. */
+    cfg->channel_name = value;
+    cfg->channel_arn = NULL;
+    cfg->control_plane_url = "https://127.0.0.1:1";
+  } else if (strcmp(field, "control_plane_url") == 0) {
+    /* Used only to discover: without a WSS endpoint. */
+    cfg->control_plane_url = value;
+    cfg->wss_endpoint = NULL;
+  }
 }
 
 static char *repeat(char c, size_t n, const char *prefix, const char *suffix) {
@@ -209,12 +236,16 @@ static void test_bad_config(void) {
       {"client_id", "bad/slash"},
       {"client_id", "\xff\xfe"},
       {"client_id", id257},
-      {"wss_endpoint", ""},
       {"wss_endpoint", "https://127.0.0.1:1"},
       {"wss_endpoint", "ws://127.0.0.1:1"},
       {"wss_endpoint", "127.0.0.1:1"},
       {"access_key_id", ""},
       {"secret_access_key", ""},
+      {"channel_name", "bad name"},
+      {"channel_name", id257},
+      {"control_plane_url", "http://127.0.0.1:1"},
+      {"control_plane_url", "127.0.0.1:1"},
+      {"control_plane_url", "https://127.0.0.1:1/?q"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     KvsViewerConfig cfg;
@@ -267,6 +298,8 @@ static void test_valid_bounds_reach_network(void) {
       {"channel_arn", "arn:aws-cn:kinesisvideo:cn-north-1:123456789012:channel/x/1"},
       {"wss_endpoint", "wss://127.0.0.1:1/"},
       {"session_token", "FwoGZXIvYXdzEXAMPLETOKEN"},
+      {"channel_name", "demo-channel"},          /* Describe at the refused control plane */
+      {"control_plane_url", "https://127.0.0.1:1"}, /* GetSignalingChannelEndpoint there */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     KvsViewerConfig cfg;
@@ -288,6 +321,22 @@ static void test_valid_bounds_reach_network(void) {
   CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_ERR_NETWORK);
   cfg.presign_expires_s = 1;
   CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_ERR_NETWORK);
+  CHECK_DETAIL_HAS("connect");
+  /* A caller built against the header before channel_name/control_plane_url existed: the
+   * library must not read past its struct_size (garbage there would crash or discover). */
+  valid_config(&cfg);
+  cfg.struct_size = (uint32_t)offsetof(KvsViewerConfig, channel_name);
+  cfg.channel_name = (const char *)(uintptr_t)1;
+  cfg.control_plane_url = (const char *)(uintptr_t)1;
+  cfg.channel_arn = VALID_ARN;
+  CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_ERR_NETWORK);
+  CHECK_DETAIL_HAS("connect");
+  /* Discovery failing at the control plane names the step. */
+  valid_config(&cfg);
+  cfg.wss_endpoint = NULL;
+  cfg.control_plane_url = "https://127.0.0.1:1";
+  CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_ERR_NETWORK);
+  CHECK_DETAIL_HAS("get_endpoint");
   free(id256);
 }
 

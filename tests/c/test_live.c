@@ -253,6 +253,62 @@ static void test_resource_not_found(void) {
   CHECK(kvs_last_error_http_status() == 404);
 }
 
+/* Region + channel name + control plane only: the library discovers ARN, endpoints and ICE
+ * servers, then connects and exchanges; the ICE servers come out STUN first, with credentials. */
+static void test_discovery_and_ice_servers(void) {
+  KvsViewerConfig cfg;
+  emulator_config(&cfg, "c-test-discovery");
+  cfg.channel_arn = NULL;
+  cfg.wss_endpoint = NULL;
+  cfg.channel_name = getenv("KVS_CHANNEL_NAME");
+  cfg.control_plane_url = getenv("KVS_CONTROL_PLANE_URL");
+  CHECK(cfg.channel_name != NULL && cfg.control_plane_url != NULL);
+  KvsViewer *v = NULL;
+  CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_OK);
+  if (!v) return;
+
+  size_t count = 0;
+  CHECK_CODE(kvs_viewer_ice_server_count(v, &count), KVS_OK);
+  CHECK(count == 3); /* STUN + the emulator's two TURN servers */
+  CHECK(count <= KVS_MAX_ICE_SERVERS);
+  KvsIceServer ice;
+  kvs_ice_server_init(&ice);
+  CHECK_CODE(kvs_viewer_ice_server_get(v, 0, &ice), KVS_OK);
+  CHECK(ice.uri_count == 1 && strncmp(ice.uris[0], "stun:", 5) == 0);
+  CHECK(ice.ttl_s == 0 && ice.password[0] == '\0');
+  for (size_t i = 1; i < count; i++) {
+    kvs_ice_server_init(&ice);
+    CHECK_CODE(kvs_viewer_ice_server_get(v, i, &ice), KVS_OK);
+    CHECK(ice.uri_count >= 1 && ice.uri_count <= KVS_MAX_ICE_URIS);
+    CHECK(strncmp(ice.uris[0], "turn", 4) == 0);
+    CHECK(ice.username[0] != '\0' && ice.password[0] != '\0');
+    CHECK(ice.ttl_s == 300);
+  }
+  CHECK_CODE(kvs_viewer_ice_server_get(v, count, &ice), KVS_ERR_INVALID_ARGUMENT);
+  CHECK_DETAIL_HAS("index");
+  ice.struct_size = 4;
+  CHECK_CODE(kvs_viewer_ice_server_get(v, 0, &ice), KVS_ERR_INVALID_ARGUMENT);
+  CHECK_DETAIL_HAS("struct_size");
+  CHECK_CODE(kvs_viewer_refresh_ice_servers(v), KVS_OK);
+  CHECK_CODE(kvs_viewer_ice_server_count(v, &count), KVS_OK);
+  CHECK(count == 3);
+
+  CHECK_CODE(kvs_viewer_send(v, KVS_MSG_SDP_OFFER, OFFER, strlen(OFFER), NULL), KVS_OK);
+  char buf[16384];
+  KvsMessage msg;
+  kvs_message_init(&msg, buf, sizeof buf);
+  CHECK_CODE(kvs_viewer_recv(v, &msg, 10000), KVS_OK);
+  CHECK(msg.message_type == KVS_MSG_SDP_ANSWER);
+  CHECK_CODE(kvs_viewer_close(v), KVS_OK);
+
+  /* A channel that does not exist fails at the named step. */
+  cfg.channel_name = "kvs-no-such-channel";
+  v = NULL;
+  CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_ERR_RESOURCE_NOT_FOUND);
+  CHECK(v == NULL);
+  CHECK_DETAIL_HAS("describe");
+}
+
 static void test_untrusted_certificate(void) {
   KvsViewerConfig cfg;
   emulator_config(&cfg, "c-test-untrusted");
@@ -302,6 +358,7 @@ int main(void) {
   test_send_while_recv_blocks();
   test_access_denied();
   test_resource_not_found();
+  test_discovery_and_ice_servers();
   test_untrusted_certificate();
   test_client_limit();
   return test_summary("test_live");

@@ -1,0 +1,191 @@
+//! ICE servers to C: count + get by index into a caller-owned, size-versioned struct.
+
+use std::ffi::c_char;
+
+use crate::error::Error;
+use crate::ice::IceServer;
+
+use super::types::copy_c_string;
+use super::{KvsViewer, fail, null_pointer, with_viewer};
+
+/// Most ICE servers a viewer reports: the STUN server plus at most 5 TURN servers.
+pub const KVS_MAX_ICE_SERVERS: usize = 6;
+/// Most URIs of one ICE server (a service answer with more is refused).
+pub const KVS_MAX_ICE_URIS: usize = 4;
+/// Size of each string array in `KvsIceServer`: 256 characters and the NUL.
+pub const KVS_ICE_STRING_BUF_LEN: usize = 257;
+
+/// One ICE server, filled by `kvs_viewer_ice_server_get` into caller-owned memory.
+/// Initialise with `kvs_ice_server_init`. Strings are NUL-terminated.
+#[repr(C)]
+pub struct KvsIceServer {
+    /// `sizeof(KvsIceServer)`, set by `kvs_ice_server_init`.
+    pub struct_size: u32,
+    /// Number of valid entries in `uris` (1..KVS_MAX_ICE_URIS).
+    pub uri_count: u32,
+    /// `stun:host:port`, `turn:host:port?transport=udp`, `turns:...`.
+    pub uris: [[c_char; KVS_ICE_STRING_BUF_LEN]; KVS_MAX_ICE_URIS],
+    /// TURN user name; empty for the STUN server.
+    pub username: [c_char; KVS_ICE_STRING_BUF_LEN],
+    /// TURN password; empty for the STUN server. A credential: never log it.
+    pub password: [c_char; KVS_ICE_STRING_BUF_LEN],
+    /// Lifetime of the credentials in seconds, as the service gave it (300 today); 0 for the
+    /// STUN server, which does not expire.
+    pub ttl_s: u32,
+}
+
+/// Zeroes `server` and sets `struct_size`. NULL is ignored. Thread-safe.
+///
+/// # Safety
+/// `server` must be NULL or point to writable memory for a `KvsIceServer`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_ice_server_init(server: *mut KvsIceServer) {
+    if server.is_null() {
+        return;
+    }
+    let init = KvsIceServer {
+        struct_size: size_of::<KvsIceServer>() as u32,
+        uri_count: 0,
+        uris: [[0; KVS_ICE_STRING_BUF_LEN]; KVS_MAX_ICE_URIS],
+        username: [0; KVS_ICE_STRING_BUF_LEN],
+        password: [0; KVS_ICE_STRING_BUF_LEN],
+        ttl_s: 0,
+    };
+    // SAFETY: non-NULL and writable per the contract; `write` does not read the old value.
+    unsafe { server.write(init) };
+}
+
+fn as_bytes_mut(buf: &mut [c_char]) -> &mut [u8] {
+    // SAFETY: c_char and u8 have the same size and alignment; the slice covers the same memory.
+    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len()) }
+}
+
+fn fill(out: &mut KvsIceServer, s: &IceServer) {
+    // The core refuses servers with more URIs or longer strings, so nothing is cut here.
+    let n = s.uris.len().min(KVS_MAX_ICE_URIS);
+    for (slot, uri) in out.uris.iter_mut().zip(&s.uris[..n]) {
+        copy_c_string(uri, as_bytes_mut(slot));
+    }
+    for slot in &mut out.uris[n..] {
+        slot[0] = 0;
+    }
+    out.uri_count = n as u32;
+    copy_c_string(&s.username, as_bytes_mut(&mut out.username));
+    copy_c_string(s.password(), as_bytes_mut(&mut out.password));
+    out.ttl_s = s.ttl_s;
+}
+
+/// Number of ICE servers: the regional STUN server (always index 0) plus the TURN servers,
+/// at most `KVS_MAX_ICE_SERVERS`. Writes it to `*out_count`.
+///
+/// The TURN servers were fetched by `kvs_viewer_connect` when it discovered the channel; a
+/// viewer connected with a configured `wss_endpoint` fetches them on the first call (one
+/// GetSignalingChannelEndpoint, kept, and one GetIceServerConfig). When the servers are within
+/// 30 s of their TTL this call fetches new ones, so the servers read right after it are
+/// usable; call it before reading them with `kvs_viewer_ice_server_get`.
+///
+/// Errors: `KVS_ERR_NULL_POINTER`, and when a fetch fails the codes of `kvs_viewer_connect`
+/// with the step (`get_endpoint` or `get_ice_config`) named in the detail. The handle stays
+/// usable.
+///
+/// Thread-safety: may run while other threads are in `kvs_viewer_recv` or `kvs_viewer_send`
+/// on the same handle; it never blocks the connection. Concurrent ICE calls on one handle
+/// wait for each other (one fetch at a time, bounded by the connect timeout). Never
+/// concurrently with `kvs_viewer_close`.
+///
+/// # Safety
+/// `viewer` must come from `kvs_viewer_connect` and not be closed; `out_count` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_viewer_ice_server_count(
+    viewer: *mut KvsViewer,
+    out_count: *mut usize,
+) -> i32 {
+    if out_count.is_null() {
+        return null_pointer("out_count");
+    }
+    with_viewer(viewer, |v| {
+        let n = v.ice_servers().map_err(fail)?.len();
+        // SAFETY: checked non-NULL; writable per the contract.
+        unsafe { out_count.write(n) };
+        Ok(())
+    })
+}
+
+/// Copies ICE server `index` (0 = STUN) into `*out`, which `kvs_ice_server_init` prepared.
+/// Refreshes the TURN servers like `kvs_viewer_ice_server_count` when they are near their TTL.
+///
+/// Errors: `KVS_ERR_NULL_POINTER`, `KVS_ERR_INVALID_ARGUMENT` (`index` past the count, or
+/// `out->struct_size` too small), and the fetch errors of `kvs_viewer_ice_server_count`.
+/// `*out` is written only on success.
+///
+/// Thread-safety: as `kvs_viewer_ice_server_count`.
+///
+/// # Safety
+/// `viewer` must come from `kvs_viewer_connect` and not be closed; `out` must point to a
+/// writable `KvsIceServer`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_viewer_ice_server_get(
+    viewer: *mut KvsViewer,
+    index: usize,
+    out: *mut KvsIceServer,
+) -> i32 {
+    if out.is_null() {
+        return null_pointer("out");
+    }
+    with_viewer(viewer, |v| {
+        // SAFETY: non-NULL; the caller guarantees a valid, exclusively borrowed struct.
+        let out = unsafe { &mut *out };
+        if (out.struct_size as usize) < size_of::<KvsIceServer>() {
+            return Err(fail(Error::invalid(
+                "out.struct_size",
+                format!(
+                    "{} is smaller than this library's KvsIceServer ({}); call \
+                     kvs_ice_server_init()",
+                    out.struct_size,
+                    size_of::<KvsIceServer>()
+                ),
+            )));
+        }
+        let servers = v.ice_servers().map_err(fail)?;
+        let server = servers.get(index).ok_or_else(|| {
+            fail(Error::invalid(
+                "index",
+                format!("{index} is past the {} ICE servers", servers.len()),
+            ))
+        })?;
+        fill(out, server);
+        Ok(())
+    })
+}
+
+/// Fetches the TURN servers now (one GetIceServerConfig; the endpoints are kept), e.g. after
+/// a `KVS_MSG_RECONNECT_ICE_SERVER` message or before an ICE restart. Read them afterwards
+/// with `kvs_viewer_ice_server_count` / `kvs_viewer_ice_server_get`.
+///
+/// Errors: `KVS_ERR_NULL_POINTER` and the fetch errors of `kvs_viewer_ice_server_count`; on
+/// failure the previous servers stay readable while they are not yet near their TTL.
+///
+/// Thread-safety: as `kvs_viewer_ice_server_count`.
+///
+/// # Safety
+/// `viewer` must come from `kvs_viewer_connect` and not be closed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_viewer_refresh_ice_servers(viewer: *mut KvsViewer) -> i32 {
+    with_viewer(viewer, |v| {
+        v.refresh_ice_servers().map(|_| ()).map_err(fail)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ice::{MAX_ICE_STRING_LEN, MAX_TURN_SERVERS, MAX_URIS_PER_SERVER};
+
+    /// The header's literals (cbindgen cannot see the core's constants) follow the core.
+    #[test]
+    fn sizes_match_the_core_limits() {
+        assert_eq!(KVS_MAX_ICE_SERVERS, MAX_TURN_SERVERS + 1);
+        assert_eq!(KVS_MAX_ICE_URIS, MAX_URIS_PER_SERVER);
+        assert_eq!(KVS_ICE_STRING_BUF_LEN, MAX_ICE_STRING_LEN + 1);
+    }
+}
