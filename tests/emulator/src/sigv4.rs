@@ -662,12 +662,7 @@ mod tests {
         )
     }
 
-    fn js_pairs<'a>(
-        token: Option<&'a str>,
-        service: &'a str,
-        cred: &'a str,
-    ) -> Vec<(&'a str, &'a str)> {
-        let _ = service;
+    fn js_pairs<'a>(token: Option<&'a str>, cred: &'a str) -> Vec<(&'a str, &'a str)> {
         let mut v = vec![
             ("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
             ("X-Amz-Credential", cred),
@@ -688,7 +683,7 @@ mod tests {
         let (sig, creq_hash) = presign_sig(
             "kvs.awsamazon.com",
             "/",
-            &js_pairs(Some("FakeSessionToken"), "kinesisvideo", c),
+            &js_pairs(Some("FakeSessionToken"), c),
             "FakeSecretKey",
             "20191201T000000Z",
             "us-west-2",
@@ -749,7 +744,7 @@ mod tests {
         let (sig, _) = presign_sig(
             "kvs.awsamazon.com",
             "/",
-            &js_pairs(None, "kinesisvideo", c),
+            &js_pairs(None, c),
             "FakeSecretKey",
             "20191201T000000Z",
             "us-west-2",
@@ -767,7 +762,7 @@ mod tests {
         let (sig, _) = presign_sig(
             "kvs.awsamazon.com",
             "/",
-            &js_pairs(Some("FakeSessionToken"), "firehose", c),
+            &js_pairs(Some("FakeSessionToken"), c),
             "FakeSecretKey",
             "20191201T000000Z",
             "us-west-2",
@@ -785,7 +780,7 @@ mod tests {
         let (sig, _) = presign_sig(
             "kvs.awsamazon.com",
             "/path/path/path",
-            &js_pairs(Some("FakeSessionToken"), "kinesisvideo", c),
+            &js_pairs(Some("FakeSessionToken"), c),
             "FakeSecretKey",
             "20191201T000000Z",
             "us-west-2",
