@@ -6,15 +6,21 @@
  *   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   credentials (required)
  *   AWS_SESSION_TOKEN                          temporary credentials' token (optional)
  *   AWS_REGION (or AWS_DEFAULT_REGION)         e.g. us-west-2 (required)
- *   KVS_CHANNEL_ARN                            the signaling channel (required)
+ *   KVS_CHANNEL_ARN                            the signaling channel (or KVS_CHANNEL_NAME)
+ *   KVS_CHANNEL_NAME                           channel name, looked up when there is no ARN
  *   KVS_CLIENT_ID                              this viewer's id (required)
- *   KVS_WSS_ENDPOINT                           wss://... from GetSignalingChannelEndpoint (required)
+ *   KVS_WSS_ENDPOINT                           wss://... from GetSignalingChannelEndpoint
+ *                                              (optional: without it the viewer discovers it)
+ *   KVS_CONTROL_PLANE_URL                      https://... control plane (optional; regional
+ *                                              default)
  *   KVS_CA_FILE                                PEM file added to the trusted roots (optional)
  *   KVS_OFFER_FILE                             SDP offer payload JSON (optional; built-in otherwise)
  *   KVS_RECV_SECONDS                           how long to wait for messages (optional, default 10)
  *
  * Output, one line per event:
  *   connected client_id=<id>
+ *   ice <uri> ttl=<s>                          one per ICE server URI, STUN first (never the
+ *                                              password)
  *   send SDP_OFFER payload=<json>
  *   send ICE_CANDIDATE payload=<json>
  *   recv <TYPE> sender=<id or -> payload=<decoded payload>[ status=<code> error=<type>]
@@ -178,12 +184,15 @@ int main(void) {
 
   /* ---- configuration from the environment ---- */
   static const char *const required[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                         "KVS_CHANNEL_ARN", "KVS_CLIENT_ID", "KVS_WSS_ENDPOINT"};
+                                         "KVS_CLIENT_ID"};
   for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
     if (!env(required[i]))
       return fail_local(KVS_ERR_INVALID_ARGUMENT, "environment variable %s is not set",
                         required[i]);
   }
+  if (!env("KVS_CHANNEL_ARN") && !env("KVS_CHANNEL_NAME"))
+    return fail_local(KVS_ERR_INVALID_ARGUMENT, "environment variable %s is not set",
+                      "KVS_CHANNEL_ARN (or KVS_CHANNEL_NAME)");
   const char *region = env("AWS_REGION") ? env("AWS_REGION") : env("AWS_DEFAULT_REGION");
   if (!region)
     return fail_local(KVS_ERR_INVALID_ARGUMENT, "environment variable %s is not set",
@@ -217,7 +226,9 @@ int main(void) {
   cfg.region = region;
   cfg.channel_arn = env("KVS_CHANNEL_ARN");
   cfg.client_id = env("KVS_CLIENT_ID");
-  cfg.wss_endpoint = env("KVS_WSS_ENDPOINT");
+  cfg.wss_endpoint = env("KVS_WSS_ENDPOINT");           /* NULL = discover */
+  cfg.channel_name = env("KVS_CHANNEL_NAME");           /* used without an ARN */
+  cfg.control_plane_url = env("KVS_CONTROL_PLANE_URL"); /* NULL = regional default */
   cfg.access_key_id = env("AWS_ACCESS_KEY_ID");
   cfg.secret_access_key = env("AWS_SECRET_ACCESS_KEY");
   cfg.session_token = env("AWS_SESSION_TOKEN"); /* NULL when unset */
@@ -231,6 +242,19 @@ int main(void) {
     return fail(rc, "connect failed");
   }
   printf("connected client_id=%s\n", cfg.client_id);
+
+  /* The ICE servers for the peer connection: STUN first, then TURN (credentials not printed). */
+  size_t ice_count = 0;
+  rc = kvs_viewer_ice_server_count(viewer, &ice_count);
+  if (rc != KVS_OK) goto failed;
+  for (size_t i = 0; i < ice_count; i++) {
+    KvsIceServer server;
+    kvs_ice_server_init(&server);
+    rc = kvs_viewer_ice_server_get(viewer, i, &server);
+    if (rc != KVS_OK) goto failed;
+    for (uint32_t u = 0; u < server.uri_count; u++)
+      printf("ice %s ttl=%u\n", server.uris[u], (unsigned)server.ttl_s);
+  }
 
   rc = kvs_viewer_send(viewer, KVS_MSG_SDP_OFFER, offer, offer_len, NULL);
   if (rc != KVS_OK) goto failed;
