@@ -134,7 +134,9 @@ check_exchange() { # NAME: the output shows the whole exchange in the contract's
   grep -q '^recv SDP_ANSWER sender=- payload={.*"answer"' "$out" || fail "$1: no 'recv SDP_ANSWER sender=- payload=' line"
   grep -q '^recv ICE_CANDIDATE sender=- payload={.*candidate' "$out" || fail "$1: no 'recv ICE_CANDIDATE' line"
   grep -q '^closed$' "$out" || fail "$1: no 'closed' line"
-  if grep -v -E '^(connected|send (SDP_OFFER|ICE_CANDIDATE) payload=|recv [A-Z_]+ sender=[^ ]+ payload=|closed$)' "$out"; then
+  grep -q '^ice stun:stun\.kinesisvideo\.[a-z0-9-]*\.amazonaws\.com:443 ttl=0$' "$out" || fail "$1: no 'ice stun:... ttl=0' line"
+  grep -q '^ice turns\?:[^ ]* ttl=[0-9][0-9]*$' "$out" || fail "$1: no 'ice turn:... ttl=<s>' line"
+  if grep -v -E '^(connected|ice [^ ]+ ttl=[0-9]+$|send (SDP_OFFER|ICE_CANDIDATE) payload=|recv [A-Z_]+ sender=[^ ]+ payload=|closed$)' "$out"; then
     fail "$1: lines outside the contract's format (above)"
   fi
 }
@@ -146,6 +148,12 @@ for v in examples-shared/viewer examples-static/viewer viewer-pkgconfig viewer-p
   ok "$v: connect, offer, answer, candidates, close ($(grep -c '^recv ' "$work/$name.out") messages)"
 done
 sed 's/^/    /' "$work/examples-shared-viewer.out" | cut -c1-160
+
+# Region + channel name + control plane only: the viewer discovers ARN, endpoints, ICE servers.
+run_viewer discovery "$work/examples-shared/viewer" KVS_WSS_ENDPOINT= KVS_CHANNEL_ARN= ||
+  { cat "$work/discovery.out" "$work/discovery.err"; fail "discovering viewer exited non-zero"; }
+check_exchange discovery
+ok "viewer discovers from KVS_CHANNEL_NAME + KVS_CONTROL_PLANE_URL, prints its ICE servers"
 
 for v in examples-shared/viewer_threads examples-static/viewer_threads; do
   name="$(echo "$v" | tr '/' '-')"
@@ -161,7 +169,7 @@ if run_viewer denied "$work/examples-shared/viewer" AWS_SECRET_ACCESS_KEY=not-th
 fi
 grep -q -E '^error KVS_ERR_ACCESS_DENIED \(-2\): .+' "$work/denied.out" ||
   { cat "$work/denied.out"; fail "wrong secret: no 'error KVS_ERR_ACCESS_DENIED (-2): ...' line"; }
-if run_viewer noarn "$work/examples-shared/viewer" KVS_CHANNEL_ARN=; then
+if run_viewer noarn "$work/examples-shared/viewer" KVS_CHANNEL_ARN= KVS_CHANNEL_NAME=; then
   fail "viewer without KVS_CHANNEL_ARN exited 0"
 fi
 grep -q -E '^error KVS_ERR_INVALID_ARGUMENT \(-1\): .*KVS_CHANNEL_ARN' "$work/noarn.out" ||
