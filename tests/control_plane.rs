@@ -416,3 +416,50 @@ fn header_signature_matches_botocore() {
         );
     }
 }
+
+#[test]
+fn the_three_calls_share_one_connection() {
+    let emu = start();
+    let v = Viewer::connect(&discovering(&emu)).unwrap();
+    // The emulator serves control plane, ICE config and WSS on one host:port: one TLS
+    // connection for Describe + GetEndpoint + GetIceConfig, one for the WebSocket.
+    let accepts = emu
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "tcp_accept")
+        .count();
+    assert_eq!(accepts, 2);
+    v.close().unwrap();
+}
+
+/// `cargo test -p kvs-viewer --test control_plane -- --ignored --nocapture discovery_timing`:
+/// median connect time with and without discovery against the emulator on loopback.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn discovery_timing() {
+    let emu = start();
+    let env = emu.env();
+    let median = |config: &ViewerConfig| {
+        let mut runs: Vec<Duration> = (0..21)
+            .map(|_| {
+                let t = Instant::now();
+                let v = Viewer::connect(config).unwrap();
+                let took = t.elapsed();
+                v.close().unwrap();
+                took
+            })
+            .collect();
+        runs.sort();
+        runs[runs.len() / 2]
+    };
+    let discovering = discovering(&emu);
+    let mut direct = discovering.clone();
+    direct.channel_arn = env.channel_arn.clone();
+    direct.wss_endpoint = env.wss_endpoint.clone();
+    println!(
+        "connect median of 21: discovery (Describe + GetEndpoint + GetIceConfig + WSS) {:?}, \
+         WSS endpoint given {:?}",
+        median(&discovering),
+        median(&direct)
+    );
+}
