@@ -96,6 +96,7 @@ stage_cargo_test() { cargo test --workspace; }
 # Host: library (release profile, system OpenSSL) + C tests under valgrind, shared and static.
 stage_host() {
   kvs_build_emulator >/dev/null
+  rm -rf "$test_dir/host" # a fresh configure is seconds; compiled Rust stays in target/
   cmake -S . -B "$test_dir/host" -DCMAKE_BUILD_TYPE=Release "-DKVS_EMULATOR=$emulator"
   cmake --build "$test_dir/host"
   ctest --test-dir "$test_dir/host" --output-on-failure --timeout 600
@@ -122,6 +123,7 @@ cross_stage() {
   kvs_build_emulator >/dev/null
   local emu_list
   emu_list="timeout;300;$(IFS=';'; echo "${runner[*]}")"
+  rm -rf "$bdir"
   cmake -S . -B "$bdir" -DCMAKE_BUILD_TYPE=Release \
     "-DCMAKE_TOOLCHAIN_FILE=$KVS_ROOT/cmake/toolchains/$toolchain" \
     "-DCMAKE_CROSSCOMPILING_EMULATOR=$emu_list" "-DKVS_EMULATOR=$emulator"

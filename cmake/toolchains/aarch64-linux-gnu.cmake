@@ -12,10 +12,8 @@ set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
-find_program(_kvs_aarch64_cxx aarch64-linux-gnu-g++)
-if(_kvs_aarch64_cxx)
-  set(CMAKE_CXX_COMPILER "${_kvs_aarch64_cxx}")
-endif()
+# C++ only if your project enables it (package g++-aarch64-linux-gnu); never the host's c++.
+set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)
 
 set(CMAKE_FIND_ROOT_PATH /usr/aarch64-linux-gnu)
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)

@@ -11,10 +11,8 @@ set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR armv7)
 
 set(CMAKE_C_COMPILER arm-linux-gnueabihf-gcc)
-find_program(_kvs_armv7_cxx arm-linux-gnueabihf-g++)
-if(_kvs_armv7_cxx)
-  set(CMAKE_CXX_COMPILER "${_kvs_armv7_cxx}")
-endif()
+# C++ only if your project enables it (package g++-arm-linux-gnueabihf); never the host's c++.
+set(CMAKE_CXX_COMPILER arm-linux-gnueabihf-g++)
 
 set(CMAKE_FIND_ROOT_PATH /usr/arm-linux-gnueabihf)
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)

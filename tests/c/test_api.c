@@ -14,8 +14,10 @@
 
 #define VALID_ARN "arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo-channel/1234567890123"
 /* Nothing listens on port 1 of the loopback: a config that passes validation fails with
- * KVS_ERR_NETWORK, one that does not fails with KVS_ERR_INVALID_ARGUMENT. */
+ * KVS_ERR_NETWORK, one that does not fails with KVS_ERR_INVALID_ARGUMENT. The control plane
+ * points there too, so a config that makes the library discover never leaves the machine. */
 #define REFUSED_ENDPOINT "wss://127.0.0.1:1"
+#define REFUSED_CONTROL_PLANE "https://127.0.0.1:1"
 
 static void valid_config(KvsViewerConfig *cfg) {
   kvs_viewer_config_init(cfg);
@@ -25,6 +27,7 @@ static void valid_config(KvsViewerConfig *cfg) {
   cfg->wss_endpoint = REFUSED_ENDPOINT;
   cfg->access_key_id = "AKIDEXAMPLE";
   cfg->secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+  cfg->control_plane_url = REFUSED_CONTROL_PLANE;
   cfg->connect_timeout_ms = 3000;
 }
 

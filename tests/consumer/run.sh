@@ -107,6 +107,12 @@ cc -std=c11 -Wall -Wextra -Werror "$KVS_ROOT/examples-c/viewer.c" \
 if readelf -d "$work/viewer-pkgconfig-static" | grep -q 'NEEDED.*libkvs_viewer'; then
   fail "pkg-config static viewer still needs libkvs_viewer.so"
 fi
+# The README's quick start compiles as shown (it would connect to AWS, so it is not run).
+awk '/^```c$/ {on=1; next} on && /^```$/ {exit} on {print}' "$KVS_ROOT/README.md" >"$work/quickstart.c"
+[ -s "$work/quickstart.c" ] || fail "no C quick start in README.md"
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror "$work/quickstart.c" $(pkg-config --cflags --libs kvs_viewer) \
+  -o "$work/quickstart" || fail "README quick start does not compile"
 ok "plain cc with pkg-config (shared, and static with Libs.private: $private)"
 
 # ---- 6. run them against the emulator ----
