@@ -463,3 +463,28 @@ fn discovery_timing() {
         median(&direct)
     );
 }
+
+#[test]
+fn ice_calls_run_while_another_thread_blocks_in_recv() {
+    let emu = start();
+    let v = Viewer::connect(&discovering(&emu)).unwrap();
+    std::thread::scope(|s| {
+        let receiver = s.spawn(|| v.recv(Some(BOUND)));
+        // Wait (bounded) until the receiver is really blocked.
+        let deadline = Instant::now() + BOUND;
+        while v.stats().waiting_receivers == 0 {
+            assert!(Instant::now() < deadline, "the receiver never blocked");
+            std::thread::yield_now();
+        }
+        let t = Instant::now();
+        assert_eq!(v.refresh_ice_servers().unwrap().len(), 3);
+        assert_eq!(v.ice_servers().unwrap().len(), 3);
+        assert!(t.elapsed() < BOUND / 2);
+        assert!(!receiver.is_finished(), "recv returned without a message");
+        // The connection is still served: the offer goes out, the answer wakes the receiver.
+        v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
+            .unwrap();
+        let answer = receiver.join().unwrap().expect("answer");
+        assert_eq!(answer.message_type, MessageType::SdpAnswer);
+    });
+}
