@@ -102,11 +102,7 @@ impl Viewer {
     /// WSS URL).
     pub fn connect(config: &ViewerConfig) -> Result<Viewer> {
         let given_endpoint = config.validate()?;
-        let roots = match &config.ca_file {
-            Some(path) => transport::load_ca_bundle(path)?,
-            None => Vec::new(),
-        };
-        let connector = transport::tls_connector(&roots)?;
+        let connector = transport::connector_for(config.ca_file.as_deref())?;
         let (discovery, endpoint) = Discovery::resolve(config, given_endpoint, connector.clone())?;
         let deadline = Instant::now() + config.connect_timeout;
         let params = [

@@ -5,6 +5,7 @@
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use native_tls::{Certificate, HandshakeError as TlsHandshakeError, TlsConnector, TlsStream};
@@ -20,6 +21,7 @@ pub(crate) type Stream = TlsStream<TcpStream>;
 
 /// Frames larger than this end the connection; the service sends at most ~14 KB.
 const MAX_MESSAGE_SIZE: usize = 1 << 20;
+const READ_BUFFER_SIZE: usize = 16 * 1024;
 
 /// What the server said when it refused the upgrade, beyond the error itself.
 pub(crate) struct Rejection {
@@ -28,11 +30,40 @@ pub(crate) struct Rejection {
     pub server_date: Option<OffsetDateTime>,
 }
 
-/// Reads a PEM bundle (one or more certificates) to add to the system roots.
-pub(crate) fn load_ca_bundle(path: &Path) -> Result<Vec<Certificate>> {
-    let pem = std::fs::read(path)
-        .map_err(|e| Error::invalid("ca_file", format!("cannot read {}: {e}", path.display())))?;
-    let certs = Certificate::stack_from_pem(&pem).map_err(|e| {
+/// Connectors already built, keyed by the extra CA bundle's bytes. Building one parses the
+/// whole system trust store (hundreds of KB, tens of ms here, far more on a small ARM core),
+/// so it is done once per process and bundle, not once per connect.
+static CONNECTORS: Mutex<Vec<(Option<Vec<u8>>, TlsConnector)>> = Mutex::new(Vec::new());
+/// Distinct CA bundles kept; a process uses one or two in practice.
+const MAX_CACHED_CONNECTORS: usize = 4;
+
+/// The TLS connector trusting the system roots plus the PEM bundle at `ca_file`, if any.
+/// The bundle is re-read on every call, so replacing the file takes effect at the next connect.
+pub(crate) fn connector_for(ca_file: Option<&Path>) -> Result<TlsConnector> {
+    let pem = match ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            Error::invalid("ca_file", format!("cannot read {}: {e}", path.display()))
+        })?),
+        None => None,
+    };
+    let mut cache = CONNECTORS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, c)) = cache.iter().find(|(k, _)| *k == pem) {
+        return Ok(c.clone());
+    }
+    let roots = match (&pem, ca_file) {
+        (Some(pem), Some(path)) => parse_ca_bundle(pem, path)?,
+        _ => Vec::new(),
+    };
+    let connector = tls_connector(&roots)?;
+    if cache.len() >= MAX_CACHED_CONNECTORS {
+        cache.remove(0);
+    }
+    cache.push((pem, connector.clone()));
+    Ok(connector)
+}
+
+fn parse_ca_bundle(pem: &[u8], path: &Path) -> Result<Vec<Certificate>> {
+    let certs = Certificate::stack_from_pem(pem).map_err(|e| {
         Error::invalid(
             "ca_file",
             format!("{} is not a PEM bundle: {e}", path.display()),
@@ -47,7 +78,7 @@ pub(crate) fn load_ca_bundle(path: &Path) -> Result<Vec<Certificate>> {
     Ok(certs)
 }
 
-pub(crate) fn tls_connector(extra_roots: &[Certificate]) -> Result<TlsConnector> {
+fn tls_connector(extra_roots: &[Certificate]) -> Result<TlsConnector> {
     let mut builder = TlsConnector::builder();
     for cert in extra_roots {
         builder.add_root_certificate(cert.clone());
@@ -151,6 +182,10 @@ pub(crate) fn open(
         ))
     })?;
     let mut config = WebSocketConfig::default();
+    // tungstenite's defaults (128 KiB buffers) suit servers; one TLS record (16 KiB) at a
+    // time is plenty for signaling and keeps a connected viewer's heap small.
+    config.read_buffer_size = READ_BUFFER_SIZE;
+    config.write_buffer_size = 0; // frames go to the socket as they are written
     config.max_message_size = Some(MAX_MESSAGE_SIZE);
     config.max_frame_size = Some(MAX_MESSAGE_SIZE);
     match tungstenite::client::client_with_config(request, tls, Some(config)) {
