@@ -500,6 +500,25 @@ int32_t kvs_viewer_recv(struct KvsViewer *viewer, struct KvsMessage *out, int32_
 int32_t kvs_viewer_close(struct KvsViewer *viewer);
 
 /**
+ * Connects again with the same configuration and the endpoints already known: one TLS
+ * handshake, no control-plane call. Use it after `KVS_MSG_GO_AWAY` (the service closes the
+ * connection about a minute later), or when `kvs_viewer_recv` reports `KVS_ERR_CLOSED`.
+ * The old connection is closed first if it is still up. Messages received before and not
+ * yet taken stay queued, ahead of the new connection's.
+ *
+ * Returns `KVS_OK` or the same codes as `kvs_viewer_connect`. On failure the handle stays
+ * valid but disconnected (`kvs_viewer_recv` reports the reason after any kept messages);
+ * call `kvs_viewer_reconnect` again after a back-off (the official SDKs wait 100 ms·2ⁿ,
+ * capped at 10 s, with full jitter), or `kvs_viewer_close`.
+ *
+ * Thread-safety: no other call may be running or start on this handle meanwhile.
+ *
+ * # Safety
+ * `viewer` must come from `kvs_viewer_connect` and not be closed.
+ */
+int32_t kvs_viewer_reconnect(struct KvsViewer *viewer);
+
+/**
  * The wire name of a `KVS_MSG_*` type (e.g. `"SDP_ANSWER"`); `"UNKNOWN"` for any other
  * value. Static, never NULL; thread-safe.
  */

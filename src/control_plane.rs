@@ -227,7 +227,7 @@ impl ControlPlane {
                 return Ok(content);
             }
             let (body_type, message) = parse_error_body(&content);
-            let message = message.map(|m| self.scrub(&m));
+            let message = message.map(|m| self.credentials.redact(&m));
             let error = Error::from_service_response(
                 status,
                 error_type.or(body_type).as_deref(),
@@ -246,23 +246,6 @@ impl ControlPlane {
             }
             return Err(with_retry_note(error, retried_with).in_step(step));
         }
-    }
-
-    /// Service messages may quote the canonical request (signature mismatch), which holds the
-    /// session token: cut there, and blank any credential that still shows.
-    fn scrub(&self, message: &str) -> String {
-        let mut m = match message.find("The Canonical String") {
-            Some(i) => message[..i].trim_end().to_owned(),
-            None => message.to_owned(),
-        };
-        let secrets = [
-            Some(self.credentials.secret_access_key()),
-            self.credentials.session_token(),
-        ];
-        for s in secrets.into_iter().flatten().filter(|s| !s.is_empty()) {
-            m = m.replace(s, "<redacted>");
-        }
-        m
     }
 }
 
@@ -458,13 +441,13 @@ impl Discovery {
 impl Viewer {
     /// The channel's ARN, as configured or discovered.
     pub fn channel_arn(&self) -> &str {
-        &self.discovery.channel_arn
+        &self.link.discovery.channel_arn
     }
 
     /// The channel's viewer endpoints. Known after discovery; a viewer configured with a WSS
     /// endpoint asks once (`GetSignalingChannelEndpoint`) and keeps the answer.
     pub fn endpoints(&self) -> Result<Endpoints> {
-        self.discovery.endpoints()
+        self.link.discovery.endpoints()
     }
 
     /// The ICE servers for the peer connection: the regional STUN server first, then the TURN
@@ -472,18 +455,18 @@ impl Viewer {
     /// within 30 s of the smallest TTL, so the credentials returned are always usable.
     /// Concurrent callers wait for one fetch.
     pub fn ice_servers(&self) -> Result<Vec<IceServer>> {
-        self.discovery.ice_servers(false)
+        self.link.discovery.ice_servers(false)
     }
 
     /// Fetches the TURN servers now (e.g. on `RECONNECT_ICE_SERVER`) and returns the new list.
     pub fn refresh_ice_servers(&self) -> Result<Vec<IceServer>> {
-        self.discovery.ice_servers(true)
+        self.link.discovery.ice_servers(true)
     }
 
     /// TURN servers dropped from the last answer because it listed more than
     /// [`ice::MAX_TURN_SERVERS`].
     pub fn ice_servers_dropped(&self) -> usize {
-        self.discovery.ice_servers_dropped()
+        self.link.discovery.ice_servers_dropped()
     }
 }
 

@@ -25,6 +25,8 @@ use crate::envelope::{self, Message, MessageType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sigv4::{self, PresignRequest};
 use crate::transport::{self, Stream};
+use crate::validate::WssEndpoint;
+use native_tls::TlsConnector;
 
 /// Stack of the connection thread: TLS records and JSON frames, nothing deep.
 const IO_THREAD_STACK: usize = 256 * 1024;
@@ -44,6 +46,8 @@ pub struct Stats {
     pub clock_offset_s: i64,
     /// Threads blocked in `recv` right now (a diagnostic for stuck pipelines).
     pub waiting_receivers: u32,
+    /// Successful `reconnect` calls.
+    pub reconnects: u64,
 }
 
 struct Outgoing {
@@ -65,9 +69,31 @@ struct Shared {
     state: Mutex<State>,
     arrived: Condvar,
     wake_tx: UnixStream,
+    wake_rx: UnixStream,
 }
 
 impl Shared {
+    fn new(inbound: VecDeque<Message>, stats: Stats, clock_offset_s: i64) -> Result<Arc<Shared>> {
+        let setup =
+            |e: io::Error| Error::new(ErrorKind::Internal, format!("connection setup: {e}"));
+        let (wake_tx, wake_rx) = UnixStream::pair().map_err(setup)?;
+        wake_tx.set_nonblocking(true).map_err(setup)?;
+        wake_rx.set_nonblocking(true).map_err(setup)?;
+        Ok(Arc::new(Shared {
+            state: Mutex::new(State {
+                inbound,
+                stats: Stats {
+                    clock_offset_s,
+                    ..stats
+                },
+                ..State::default()
+            }),
+            arrived: Condvar::new(),
+            wake_tx,
+            wake_rx,
+        }))
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere must not turn every later call into a panic too.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -81,11 +107,101 @@ impl Shared {
 
 /// A connected viewer. `send` and `recv` may be called from different threads at once.
 pub struct Viewer {
+    /// The current connection's state; replaced by `reconnect`.
     shared: Arc<Shared>,
     io_thread: Option<JoinHandle<()>>,
-    send_timeout: Duration,
+    pub(crate) link: Link,
+}
+
+/// What it takes to (re)open the WebSocket, kept so a reconnect costs one TLS handshake.
+pub(crate) struct Link {
+    config: ViewerConfig,
+    connector: TlsConnector,
+    endpoint: WssEndpoint,
     /// The channel's ARN, endpoints and ICE servers, kept for refreshes and reconnects.
     pub(crate) discovery: Arc<Discovery>,
+}
+
+impl Link {
+    /// Presigns and opens the WebSocket within the connect timeout. On a 403 whose `Date`
+    /// shows the local clock is off, retries once with the server's time (the official C SDK
+    /// never corrects the WSS URL). Returns the socket and the clock offset it used.
+    fn open(&self, clock_offset_s: i64) -> Result<(WebSocket<Stream>, i64)> {
+        let config = &self.config;
+        let endpoint = &self.endpoint;
+        let deadline = Instant::now() + config.connect_timeout;
+        let params = [
+            ("X-Amz-ChannelARN", self.discovery.channel_arn.as_str()),
+            ("X-Amz-ClientId", config.client_id.as_str()),
+        ];
+        let presign = |offset_s: i64| {
+            sigv4::presign(
+                &config.credentials,
+                &PresignRequest {
+                    host: &endpoint.host_header,
+                    path: &endpoint.path,
+                    region: &config.region,
+                    service: sigv4::SERVICE,
+                    time: OffsetDateTime::now_utc() + time::Duration::seconds(offset_s),
+                    expires_s: config.presign_expires_s,
+                    params: &params,
+                },
+            )
+        };
+        let open = |offset_s: i64| {
+            transport::open(
+                endpoint,
+                &self.connector,
+                &presign(offset_s).query,
+                deadline,
+            )
+            .map_err(|mut r| {
+                // Service messages may quote the request; never let a credential through.
+                r.error.message = config.credentials.redact(&r.error.message);
+                r
+            })
+        };
+        let rejection = match open(clock_offset_s) {
+            Ok(ws) => return Ok((ws, clock_offset_s)),
+            Err(r) => r,
+        };
+        let skew = rejection
+            .server_date
+            .map(|d| (d - OffsetDateTime::now_utc()).whole_seconds())
+            .filter(|s| (s - clock_offset_s).abs() >= SKEW_WORTH_CORRECTING_S);
+        match (rejection.error.kind, skew) {
+            (ErrorKind::AccessDenied, Some(offset)) => {
+                let ws = open(offset).map_err(|r| {
+                    r.error.in_step(&format!(
+                        "connect (retried with the server's clock, {offset} s off)"
+                    ))
+                })?;
+                Ok((ws, offset))
+            }
+            _ => Err(rejection.error.in_step("connect")),
+        }
+    }
+
+    /// Hands the socket to a new connection thread.
+    fn spawn(&self, ws: WebSocket<Stream>, shared: &Arc<Shared>) -> Result<JoinHandle<()>> {
+        let setup =
+            |e: io::Error| Error::new(ErrorKind::Internal, format!("connection setup: {e}"));
+        let tcp = ws.get_ref().get_ref();
+        tcp.set_read_timeout(None).map_err(setup)?;
+        tcp.set_write_timeout(None).map_err(setup)?;
+        tcp.set_nonblocking(true).map_err(setup)?;
+        let conn = Connection {
+            ws,
+            shared: shared.clone(),
+            ping_interval: self.config.ping_interval,
+            close_timeout: self.config.connect_timeout,
+        };
+        std::thread::Builder::new()
+            .name("kvs-viewer-io".into())
+            .stack_size(IO_THREAD_STACK)
+            .spawn(move || conn.run())
+            .map_err(setup)
+    }
 }
 
 impl std::fmt::Debug for Viewer {
@@ -104,101 +220,59 @@ impl Viewer {
         let given_endpoint = config.validate()?;
         let connector = transport::connector_for(config.ca_file.as_deref())?;
         let (discovery, endpoint) = Discovery::resolve(config, given_endpoint, connector.clone())?;
-        let deadline = Instant::now() + config.connect_timeout;
-        let params = [
-            ("X-Amz-ChannelARN", discovery.channel_arn.as_str()),
-            ("X-Amz-ClientId", config.client_id.as_str()),
-        ];
-        let presign = |offset_s: i64| {
-            sigv4::presign(
-                &config.credentials,
-                &PresignRequest {
-                    host: &endpoint.host_header,
-                    path: &endpoint.path,
-                    region: &config.region,
-                    service: sigv4::SERVICE,
-                    time: OffsetDateTime::now_utc() + time::Duration::seconds(offset_s),
-                    expires_s: config.presign_expires_s,
-                    params: &params,
-                },
-            )
+        let link = Link {
+            config: config.clone(),
+            connector,
+            endpoint,
+            discovery,
         };
         // The control plane may already have learnt the clock offset.
-        let mut clock_offset_s = discovery.clock_offset_s();
-        let ws = match transport::open(
-            &endpoint,
-            &connector,
-            &presign(clock_offset_s).query,
-            deadline,
-        ) {
-            Ok(ws) => ws,
-            Err(rejection) => {
-                let skew = rejection
-                    .server_date
-                    .map(|d| (d - OffsetDateTime::now_utc()).whole_seconds())
-                    .filter(|s| (s - clock_offset_s).abs() >= SKEW_WORTH_CORRECTING_S);
-                match (rejection.error.kind, skew) {
-                    (ErrorKind::AccessDenied, Some(offset)) => {
-                        clock_offset_s = offset;
-                        transport::open(&endpoint, &connector, &presign(offset).query, deadline)
-                            .map_err(|r| {
-                                r.error.in_step(&format!(
-                                    "connect (retried with the server's clock, {offset} s off)"
-                                ))
-                            })?
-                    }
-                    _ => return Err(rejection.error.in_step("connect")),
-                }
-            }
-        };
-        Viewer::start(ws, config, clock_offset_s, discovery)
-    }
-
-    fn start(
-        ws: WebSocket<Stream>,
-        config: &ViewerConfig,
-        clock_offset_s: i64,
-        discovery: Arc<Discovery>,
-    ) -> Result<Viewer> {
-        let setup =
-            |e: io::Error| Error::new(ErrorKind::Internal, format!("connection setup: {e}"));
-        let tcp = ws.get_ref().get_ref();
-        tcp.set_read_timeout(None).map_err(setup)?;
-        tcp.set_write_timeout(None).map_err(setup)?;
-        tcp.set_nonblocking(true).map_err(setup)?;
-        let (wake_tx, wake_rx) = UnixStream::pair().map_err(setup)?;
-        wake_tx.set_nonblocking(true).map_err(setup)?;
-        wake_rx.set_nonblocking(true).map_err(setup)?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                stats: Stats {
-                    clock_offset_s,
-                    ..Stats::default()
-                },
-                ..State::default()
-            }),
-            arrived: Condvar::new(),
-            wake_tx,
-        });
-        let close_timeout = config.connect_timeout;
-        let conn = Connection {
-            ws,
-            shared: shared.clone(),
-            wake_rx,
-            ping_interval: config.ping_interval,
-            close_timeout,
-        };
-        let io_thread = std::thread::Builder::new()
-            .name("kvs-viewer-io".into())
-            .stack_size(IO_THREAD_STACK)
-            .spawn(move || conn.run())
-            .map_err(setup)?;
+        let (ws, clock_offset_s) = link.open(link.discovery.clock_offset_s())?;
+        let shared = Shared::new(VecDeque::new(), Stats::default(), clock_offset_s)?;
+        let io_thread = link.spawn(ws, &shared)?;
         Ok(Viewer {
             shared,
             io_thread: Some(io_thread),
-            send_timeout: config.send_timeout,
-            discovery,
+            link,
         })
+    }
+
+    /// Connects again with the same configuration and the endpoints already known (one TLS
+    /// handshake, no control-plane call): the answer to `GO_AWAY`, a server close or a lost
+    /// connection. The old connection is closed first if it is still up. Messages received
+    /// before and not yet taken are kept, ahead of the new connection's.
+    ///
+    /// On failure the viewer stays disconnected (`recv` reports the reason after the kept
+    /// messages) and `reconnect` may be called again; back off between attempts (the official
+    /// SDKs wait 100 ms·2ⁿ, capped at 10 s, with full jitter).
+    pub fn reconnect(&mut self) -> Result<()> {
+        let _ = self.shutdown();
+        let (kept, stats) = {
+            let mut state = self.shared.lock();
+            (std::mem::take(&mut state.inbound), state.stats.clone())
+        };
+        let opened = self
+            .link
+            .open(stats.clock_offset_s)
+            .and_then(|(ws, offset)| {
+                let shared = Shared::new(kept.clone(), stats.clone(), offset)?;
+                let thread = self.link.spawn(ws, &shared)?;
+                Ok((shared, thread))
+            });
+        match opened {
+            Ok((shared, thread)) => {
+                self.shared = shared;
+                self.io_thread = Some(thread);
+                self.shared.lock().stats.reconnects += 1;
+                Ok(())
+            }
+            Err(e) => {
+                let mut state = self.shared.lock();
+                state.inbound = kept;
+                state.ended = Some(e.clone());
+                Err(e)
+            }
+        }
     }
 
     /// Sends an `SDP_OFFER` or `ICE_CANDIDATE` (payload: the JSON, not yet base64) to the
@@ -210,6 +284,7 @@ impl Viewer {
         correlation_id: Option<&str>,
     ) -> Result<()> {
         let frame = envelope::encode_outgoing(message_type, payload, correlation_id)?;
+        let send_timeout = self.link.config.send_timeout;
         let (done, result) = sync_channel(1);
         {
             let mut state = self.shared.lock();
@@ -222,7 +297,7 @@ impl Viewer {
             state.outbound.push_back(Outgoing { frame, done });
         }
         self.shared.wake();
-        match result.recv_timeout(self.send_timeout) {
+        match result.recv_timeout(send_timeout) {
             Ok(r) => r,
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
@@ -337,7 +412,6 @@ const CLOSED_BY_APP: &str = "closed by the application";
 struct Connection {
     ws: WebSocket<Stream>,
     shared: Arc<Shared>,
-    wake_rx: UnixStream,
     ping_interval: Duration,
     close_timeout: Duration,
 }
@@ -357,7 +431,7 @@ impl Connection {
     /// Runs until the connection ends; returns why.
     fn serve(&mut self) -> Error {
         let sock: RawFd = self.ws.get_ref().get_ref().as_raw_fd();
-        let wake: RawFd = self.wake_rx.as_raw_fd();
+        let wake: RawFd = self.shared.wake_rx.as_raw_fd();
         let mut last_heard = Instant::now();
         let mut ping_sent_at: Option<Instant> = None;
         let mut closing_since: Option<Instant> = None;
@@ -466,7 +540,7 @@ impl Connection {
                 return Error::new(ErrorKind::Internal, format!("poll: {e}"));
             }
             let mut sink = [0u8; 64];
-            while matches!((&self.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
+            while matches!((&self.shared.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
         }
     }
 

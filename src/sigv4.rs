@@ -63,6 +63,23 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+impl Credentials {
+    /// Makes a service message safe to show: signature-mismatch messages quote the canonical
+    /// request (which holds the session token), so cut there, then blank any credential that
+    /// still shows.
+    pub fn redact(&self, message: &str) -> String {
+        let mut m = match message.find("The Canonical String") {
+            Some(i) => message[..i].trim_end().to_owned(),
+            None => message.to_owned(),
+        };
+        let secrets = [Some(self.secret_access_key()), self.session_token()];
+        for s in secrets.into_iter().flatten().filter(|s| !s.is_empty()) {
+            m = m.replace(s, "<redacted>");
+        }
+        m
+    }
+}
+
 /// `yyyymmddTHHMMSSZ`, the format of `X-Amz-Date`.
 pub fn amz_date(time: OffsetDateTime) -> String {
     let utc = time.to_offset(time::UtcOffset::UTC);
@@ -493,6 +510,15 @@ mod tests {
             "a%2Fb%3Ac%2Bd%3De%20f%21%2A%27%28%29"
         );
         assert_eq!(uri_encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn service_messages_are_redacted() {
+        let c = Credentials::new("AKID", "supersecret", Some("tok123"));
+        assert_eq!(
+            c.redact("bad tok123 supersecret. The Canonical String for this request should have been 'GET tok123'"),
+            "bad <redacted> <redacted>."
+        );
     }
 
     #[test]

@@ -458,3 +458,102 @@ fn messages_before_a_close_are_not_lost() {
     );
     v.close().unwrap();
 }
+
+#[test]
+fn reconnect_after_go_away_keeps_unread_messages() {
+    let emu = start(EmulatorConfig {
+        answer_candidates: 1,
+        ..EmulatorConfig::default()
+    });
+    let mut v = connect(&emu, "viewer-re");
+    v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
+        .unwrap();
+    emu.wait_for_event(
+        |e| {
+            e["type"] == "frame_out"
+                && e["message_type"] == "ICE_CANDIDATE"
+                && e["to"] == "viewer-re"
+        },
+        BOUND,
+    )
+    .expect("the master sent its candidate");
+    emu.inject(Fault::GoAway {
+        client_id: Some("viewer-re".into()),
+        grace_ms: 60_000, // the service would wait a minute; we do not
+    })
+    .unwrap();
+    emu.wait_for_event(
+        |e| e["type"] == "frame_out" && e["message_type"] == "GO_AWAY" && e["to"] == "viewer-re",
+        BOUND,
+    )
+    .expect("GO_AWAY went out");
+
+    // Nothing read yet; reconnecting must not lose the answer, candidate or GO_AWAY.
+    let http_before = emu
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "http_request")
+        .count();
+    v.reconnect().unwrap();
+    assert_eq!(v.stats().reconnects, 1);
+    assert_eq!(
+        emu.events()
+            .iter()
+            .filter(|e| e["type"] == "http_request")
+            .count(),
+        http_before,
+        "a reconnect costs no control-plane call"
+    );
+    let kept: Vec<_> = (0..3).map(|_| recv(&v).message_type).collect();
+    assert_eq!(
+        kept,
+        [
+            MessageType::SdpAnswer,
+            MessageType::IceCandidate,
+            MessageType::GoAway
+        ]
+    );
+    // The new connection works: a fresh offer gets a fresh answer.
+    v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
+        .unwrap();
+    assert_eq!(recv(&v).message_type, MessageType::SdpAnswer);
+    assert_eq!(emu.connected_viewers(), vec!["viewer-re".to_owned()]);
+    v.close().unwrap();
+}
+
+#[test]
+fn reconnect_after_a_drop_and_after_a_failed_attempt() {
+    let emu = start(EmulatorConfig::default());
+    let mut v = connect(&emu, "viewer-redrop");
+    emu.inject(Fault::DropConnection {
+        client_id: Some("viewer-redrop".into()),
+    })
+    .unwrap();
+    assert_eq!(v.recv(Some(BOUND)).unwrap_err().kind, ErrorKind::Closed);
+
+    // The service refuses once: the handle stays usable and says why.
+    emu.inject(Fault::FailNext {
+        operation: Operation::Connect,
+        status: 500,
+        error_type: "InternalFailure".into(),
+        message: "try later".into(),
+        count: 1,
+    })
+    .unwrap();
+    let e = v.reconnect().unwrap_err();
+    assert_eq!(
+        (e.kind, e.http_status),
+        (ErrorKind::Service, Some(500)),
+        "{e}"
+    );
+    assert_eq!(
+        v.recv(Some(Duration::ZERO)).unwrap_err().kind,
+        ErrorKind::Service
+    );
+
+    v.reconnect().unwrap();
+    v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
+        .unwrap();
+    assert_eq!(recv(&v).message_type, MessageType::SdpAnswer);
+    v.close().unwrap();
+}

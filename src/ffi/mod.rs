@@ -431,6 +431,42 @@ pub unsafe extern "C" fn kvs_viewer_close(viewer: *mut KvsViewer) -> i32 {
     guard(move || handle.viewer.close().map_err(fail))
 }
 
+/// Connects again with the same configuration and the endpoints already known: one TLS
+/// handshake, no control-plane call. Use it after `KVS_MSG_GO_AWAY` (the service closes the
+/// connection about a minute later), or when `kvs_viewer_recv` reports `KVS_ERR_CLOSED`.
+/// The old connection is closed first if it is still up. Messages received before and not
+/// yet taken stay queued, ahead of the new connection's.
+///
+/// Returns `KVS_OK` or the same codes as `kvs_viewer_connect`. On failure the handle stays
+/// valid but disconnected (`kvs_viewer_recv` reports the reason after any kept messages);
+/// call `kvs_viewer_reconnect` again after a back-off (the official SDKs wait 100 ms·2ⁿ,
+/// capped at 10 s, with full jitter), or `kvs_viewer_close`.
+///
+/// Thread-safety: no other call may be running or start on this handle meanwhile.
+///
+/// # Safety
+/// `viewer` must come from `kvs_viewer_connect` and not be closed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_viewer_reconnect(viewer: *mut KvsViewer) -> i32 {
+    if viewer.is_null() {
+        return null_pointer("viewer");
+    }
+    // SAFETY: non-NULL, from `kvs_viewer_connect`, and the caller guarantees exclusive use
+    // for the duration of this call.
+    let handle = unsafe { &mut *viewer };
+    if handle.poisoned.load(Ordering::Acquire) {
+        return fail(Error::closed(
+            None,
+            "this handle is unusable after an internal error; close it",
+        ));
+    }
+    let code = guard(|| handle.viewer.reconnect().map_err(fail));
+    if code == KVS_ERR_INTERNAL {
+        handle.poisoned.store(true, Ordering::Release);
+    }
+    code
+}
+
 /// The wire name of a `KVS_MSG_*` type (e.g. `"SDP_ANSWER"`); `"UNKNOWN"` for any other
 /// value. Static, never NULL; thread-safe.
 #[unsafe(no_mangle)]
