@@ -60,14 +60,18 @@ fn cpu_time() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// Baseline: TCP + TLS handshake to the same server, no WebSocket, no signing.
-fn tls_handshake_only(cfg: &ViewerConfig) -> Duration {
+/// Baseline: TCP + TLS handshake to the same server with one reused connector, no
+/// WebSocket, no signing.
+fn tls_connector(cfg: &ViewerConfig) -> native_tls::TlsConnector {
     let pem = std::fs::read(cfg.ca_file.as_ref().unwrap()).unwrap();
     let mut b = native_tls::TlsConnector::builder();
     for c in native_tls::Certificate::stack_from_pem(&pem).unwrap() {
         b.add_root_certificate(c);
     }
-    let connector = b.build().unwrap();
+    b.build().unwrap()
+}
+
+fn tls_handshake_only(cfg: &ViewerConfig, connector: &native_tls::TlsConnector) -> Duration {
     let hostport = cfg
         .wss_endpoint
         .trim_start_matches("wss://")
@@ -88,9 +92,12 @@ fn main() {
         .close()
         .unwrap();
 
+    let base_cfg = config("x");
+    let connector = tls_connector(&base_cfg);
+    tls_handshake_only(&base_cfg, &connector); // warm-up
     let base = median(
         (0..RUNS)
-            .map(|_| tls_handshake_only(&config("x")))
+            .map(|_| tls_handshake_only(&base_cfg, &connector))
             .collect(),
     );
     let connect = median(
@@ -109,6 +116,33 @@ fn main() {
         ms(connect),
         ms(base),
         connect.as_secs_f64() / base.as_secs_f64()
+    );
+
+    // Discovery as a viewer in the field does it: channel name -> ARN -> endpoints -> ICE,
+    // then the WebSocket, all on one control-plane connection.
+    let discovering = |client_id: &str| {
+        let mut c = config(client_id);
+        c.channel_arn.clear();
+        c.wss_endpoint.clear();
+        c.channel_name = Some(env("KVS_CHANNEL_NAME"));
+        c.control_plane_url = Some(env("KVS_CONTROL_PLANE_URL"));
+        c
+    };
+    let discover = median(
+        (0..RUNS)
+            .map(|i| {
+                let t = Instant::now();
+                let v = Viewer::connect(&discovering(&format!("bench-d{i}"))).unwrap();
+                let took = t.elapsed();
+                v.close().unwrap();
+                took
+            })
+            .collect(),
+    );
+    println!(
+        "connect with discovery (Describe + GetEndpoint + GetIceServerConfig + WebSocket): median {}; ratio to a direct connect {:.2}",
+        ms(discover),
+        discover.as_secs_f64() / connect.as_secs_f64()
     );
 
     let v = Viewer::connect(&config("bench-rtt")).unwrap();

@@ -432,38 +432,6 @@ fn the_three_calls_share_one_connection() {
     v.close().unwrap();
 }
 
-/// `cargo test -p kvs-viewer --test control_plane -- --ignored --nocapture discovery_timing`:
-/// median connect time with and without discovery against the emulator on loopback.
-#[test]
-#[ignore = "a measurement, not a check"]
-fn discovery_timing() {
-    let emu = start();
-    let env = emu.env();
-    let median = |config: &ViewerConfig| {
-        let mut runs: Vec<Duration> = (0..21)
-            .map(|_| {
-                let t = Instant::now();
-                let v = Viewer::connect(config).unwrap();
-                let took = t.elapsed();
-                v.close().unwrap();
-                took
-            })
-            .collect();
-        runs.sort();
-        runs[runs.len() / 2]
-    };
-    let discovering = discovering(&emu);
-    let mut direct = discovering.clone();
-    direct.channel_arn = env.channel_arn.clone();
-    direct.wss_endpoint = env.wss_endpoint.clone();
-    println!(
-        "connect median of 21: discovery (Describe + GetEndpoint + GetIceConfig + WSS) {:?}, \
-         WSS endpoint given {:?}",
-        median(&discovering),
-        median(&direct)
-    );
-}
-
 #[test]
 fn ice_calls_run_while_another_thread_blocks_in_recv() {
     let emu = start();
