@@ -343,6 +343,31 @@ static void test_client_limit(void) {
   for (int i = 1; i < 3; i++) CHECK_CODE(kvs_viewer_close(vs[i]), KVS_OK);
 }
 
+/* Reconnect on the same handle: the old connection is closed first, unread messages stay. */
+static void test_reconnect(void) {
+  KvsViewerConfig cfg;
+  emulator_config(&cfg, "c-test-reconnect");
+  KvsViewer *v = NULL;
+  CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_OK);
+  if (!v) return;
+  char buf[16384];
+  KvsMessage msg;
+  kvs_message_init(&msg, buf, sizeof buf);
+
+  CHECK_CODE(kvs_viewer_send(v, KVS_MSG_SDP_OFFER, OFFER, strlen(OFFER), NULL), KVS_OK);
+  CHECK_CODE(kvs_viewer_recv(v, &msg, 10000), KVS_OK); /* the answer arrived ... */
+  CHECK(msg.message_type == KVS_MSG_SDP_ANSWER);
+  CHECK_CODE(kvs_viewer_reconnect(v), KVS_OK); /* ... its candidates may be queued still */
+  CHECK_CODE(kvs_viewer_send(v, KVS_MSG_SDP_OFFER, OFFER, strlen(OFFER), NULL), KVS_OK);
+  int answers = 0;
+  for (int i = 0; i < 20 && answers == 0; i++) {
+    if (kvs_viewer_recv(v, &msg, 10000) != KVS_OK) break;
+    if (msg.message_type == KVS_MSG_SDP_ANSWER) answers++;
+  }
+  CHECK(answers == 1);
+  CHECK_CODE(kvs_viewer_close(v), KVS_OK);
+}
+
 int main(void) {
   const char *env_file = getenv("KVS_TEST_ENV_FILE");
   if (!env_file || !*env_file) {
@@ -361,5 +386,6 @@ int main(void) {
   test_discovery_and_ice_servers();
   test_untrusted_certificate();
   test_client_limit();
+  test_reconnect();
   return test_summary("test_live");
 }
