@@ -53,6 +53,16 @@ if grep -R -q -F "$work/first-prefix" "$libdir/cmake" "$libdir/pkgconfig"; then
 fi
 ok "layout, links, SONAME $soname"
 
+# `cmake --install --strip` strips the libraries (install(FILES) needs our own install code).
+cmake --install "$lib_build" --prefix "$work/stripped" --strip >/dev/null
+if readelf -S "$work/stripped/lib/libkvs_viewer.so.$version" | grep -q '\.symtab'; then
+  fail "--strip left the symbol table in libkvs_viewer.so.$version"
+fi
+if readelf -S "$work/stripped/lib/libkvs_viewer.a" 2>/dev/null | grep -q '\.debug_info'; then
+  fail "--strip left debug info in libkvs_viewer.a"
+fi
+ok "cmake --install --strip: $(stat -c %s "$work/stripped/lib/libkvs_viewer.so.$version") bytes"
+
 # ---- 3. version rules ----
 version_probe() {
   local want="$1" dir="$work/version-$1"
