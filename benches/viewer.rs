@@ -51,6 +51,22 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
+/// Median time of `Viewer::connect` over `RUNS` fresh client ids (each viewer closed after).
+fn median_connect(config_for: impl Fn(&str) -> ViewerConfig, prefix: &str) -> Duration {
+    median(
+        (0..RUNS)
+            .map(|i| {
+                let config = config_for(&format!("{prefix}{i}"));
+                let t = Instant::now();
+                let v = Viewer::connect(&config).unwrap();
+                let took = t.elapsed();
+                v.close().unwrap();
+                took
+            })
+            .collect(),
+    )
+}
+
 fn cpu_time() -> Duration {
     // SAFETY: getrusage writes into the zeroed struct we own.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -100,17 +116,7 @@ fn main() {
             .map(|_| tls_handshake_only(&base_cfg, &connector))
             .collect(),
     );
-    let connect = median(
-        (0..RUNS)
-            .map(|i| {
-                let t = Instant::now();
-                let v = Viewer::connect(&config(&format!("bench-c{i}"))).unwrap();
-                let took = t.elapsed();
-                v.close().unwrap();
-                took
-            })
-            .collect(),
-    );
+    let connect = median_connect(config, "bench-c");
     println!(
         "connect (presign + TCP + TLS + upgrade): median {} over {RUNS}; TLS handshake alone {}; ratio {:.2}",
         ms(connect),
@@ -128,17 +134,7 @@ fn main() {
         c.control_plane_url = Some(env("KVS_CONTROL_PLANE_URL"));
         c
     };
-    let discover = median(
-        (0..RUNS)
-            .map(|i| {
-                let t = Instant::now();
-                let v = Viewer::connect(&discovering(&format!("bench-d{i}"))).unwrap();
-                let took = t.elapsed();
-                v.close().unwrap();
-                took
-            })
-            .collect(),
-    );
+    let discover = median_connect(discovering, "bench-d");
     println!(
         "connect with discovery (Describe + GetEndpoint + GetIceServerConfig + WebSocket): median {}; ratio to a direct connect {:.2}",
         ms(discover),

@@ -43,6 +43,15 @@ fn recv(v: &Viewer) -> Message {
     v.recv(Some(BOUND)).expect("a message arrives")
 }
 
+/// Waits until the emulator has sent a `message_type` frame to `client_id`.
+fn wait_sent(emu: &Emulator, client_id: &str, message_type: &str) {
+    emu.wait_for_event(
+        |e| e["type"] == "frame_out" && e["message_type"] == message_type && e["to"] == client_id,
+        BOUND,
+    )
+    .unwrap_or_else(|| panic!("the emulator never sent {message_type} to {client_id}"));
+}
+
 fn payload_json(m: &Message) -> Value {
     serde_json::from_slice(&m.payload).expect("payload is JSON")
 }
@@ -424,15 +433,7 @@ fn messages_before_a_close_are_not_lost() {
     v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
         .unwrap();
     // Once the master's candidate went out, end the connection before we read anything.
-    emu.wait_for_event(
-        |e| {
-            e["type"] == "frame_out"
-                && e["message_type"] == "ICE_CANDIDATE"
-                && e["to"] == "viewer-keep"
-        },
-        BOUND,
-    )
-    .expect("the master sent its candidate");
+    wait_sent(&emu, "viewer-keep", "ICE_CANDIDATE");
     emu.inject(Fault::GoAway {
         client_id: Some("viewer-keep".into()),
         grace_ms: 0,
@@ -468,25 +469,13 @@ fn reconnect_after_go_away_keeps_unread_messages() {
     let mut v = connect(&emu, "viewer-re");
     v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
         .unwrap();
-    emu.wait_for_event(
-        |e| {
-            e["type"] == "frame_out"
-                && e["message_type"] == "ICE_CANDIDATE"
-                && e["to"] == "viewer-re"
-        },
-        BOUND,
-    )
-    .expect("the master sent its candidate");
+    wait_sent(&emu, "viewer-re", "ICE_CANDIDATE");
     emu.inject(Fault::GoAway {
         client_id: Some("viewer-re".into()),
         grace_ms: 60_000, // the service would wait a minute; we do not
     })
     .unwrap();
-    emu.wait_for_event(
-        |e| e["type"] == "frame_out" && e["message_type"] == "GO_AWAY" && e["to"] == "viewer-re",
-        BOUND,
-    )
-    .expect("GO_AWAY went out");
+    wait_sent(&emu, "viewer-re", "GO_AWAY");
 
     // Nothing read yet; reconnecting must not lose the answer, candidate or GO_AWAY.
     let http_before = emu
