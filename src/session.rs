@@ -488,10 +488,7 @@ impl Connection {
             let want_write = match self.ws.flush() {
                 Ok(()) => false,
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => true,
-                Err(e) if closing_since.is_some() => {
-                    let _ = e;
-                    return Error::closed(None, CLOSED_BY_APP);
-                }
+                Err(_) if closing_since.is_some() => return Error::closed(None, CLOSED_BY_APP),
                 Err(e) => return ws_error(e, &server_close),
             };
 

@@ -335,7 +335,7 @@ pub(crate) unsafe fn fill_message(out: &mut KvsMessage, m: &Message) -> Result<(
     let needed = m.payload.len();
     if needed >= out.payload_cap {
         out.payload_len = needed;
-        let mut e = Error::new(
+        return Err(Error::new(
             ErrorKind::BufferTooSmall,
             format!(
                 "out.payload: the {} payload needs {} bytes plus the NUL, the buffer holds {}; \
@@ -344,9 +344,7 @@ pub(crate) unsafe fn fill_message(out: &mut KvsMessage, m: &Message) -> Result<(
                 needed,
                 out.payload_cap
             ),
-        );
-        e.http_status = None;
-        return Err(e);
+        ));
     }
     // SAFETY: `needed < payload_cap`, and the caller guarantees `payload_cap` writable bytes.
     let buf = unsafe { std::slice::from_raw_parts_mut(out.payload.cast::<u8>(), out.payload_cap) };
