@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::config::{Operation, Tamper, random_bytes};
 use crate::http::Head;
 use crate::server::{ApiError, Channel, Shared, lock};
-use crate::sigv4::{SERVICE, SignedRequest, Verifier};
+use crate::sigv4::SignedRequest;
 
 /// ChannelName / ClientId constraint: 1–256 of `[a-zA-Z0-9_.-]`.
 pub fn valid_name(s: &str) -> bool {
@@ -149,20 +149,9 @@ pub(crate) fn handle(
 
 fn dispatch(shared: &Shared, head: &Head, body: &[u8], op: Operation) -> Result<Value, ApiError> {
     if let Some(err) = shared.take_failure(op) {
-        shared.emit(
-            "fault_applied",
-            json!({"operation": op.name(), "status": err.status, "error_type": err.error_type}),
-        );
         return Err(err);
     }
-    let verifier = Verifier {
-        credentials: &shared.cfg.credentials,
-        region: &shared.cfg.region,
-        service: SERVICE,
-        now: shared.now(),
-        max_skew_secs: shared.cfg.max_skew_secs,
-        accept_host_without_port: shared.cfg.accept_host_without_port,
-    };
+    let verifier = shared.verifier();
     let req = SignedRequest {
         method: &head.method,
         path: &head.path,

@@ -208,17 +208,36 @@ impl Shared {
 
     /// Consumes one matching `FailNext`, if any.
     pub fn take_failure(&self, op: Operation) -> Option<ApiError> {
-        let mut rules = lock(&self.fail_rules);
-        let idx = rules.iter().position(|r| {
-            r.remaining > 0 && (r.operation == op || r.operation == Operation::Any)
-        })?;
-        let r = &mut rules[idx];
-        r.remaining -= 1;
-        let err = ApiError::new(r.status, &r.error_type, r.message.clone());
-        if r.remaining == 0 {
-            rules.remove(idx);
-        }
+        let err = {
+            let mut rules = lock(&self.fail_rules);
+            let idx = rules.iter().position(|r| {
+                r.remaining > 0 && (r.operation == op || r.operation == Operation::Any)
+            })?;
+            let r = &mut rules[idx];
+            r.remaining -= 1;
+            let err = ApiError::new(r.status, &r.error_type, r.message.clone());
+            if r.remaining == 0 {
+                rules.remove(idx);
+            }
+            err
+        };
+        self.emit(
+            "fault_applied",
+            json!({"operation": op.name(), "status": err.status, "error_type": err.error_type}),
+        );
         Some(err)
+    }
+
+    /// The SigV4 verifier with this emulator's credentials, region, clock and tolerances.
+    pub fn verifier(&self) -> crate::sigv4::Verifier<'_> {
+        crate::sigv4::Verifier {
+            credentials: &self.cfg.credentials,
+            region: &self.cfg.region,
+            service: crate::sigv4::SERVICE,
+            now: self.now(),
+            max_skew_secs: self.cfg.max_skew_secs,
+            accept_host_without_port: self.cfg.accept_host_without_port,
+        }
     }
 
     /// Consumes one pending `TamperNext` for `op`, if any.

@@ -22,7 +22,7 @@ use crate::control::{valid_arn, valid_name};
 use crate::http::{self, Head, WsIo};
 use crate::sdp;
 use crate::server::{ApiError, Cmd, CmdRx, ConnRef, POLL, Shared, cmd_channel, lock, request_id};
-use crate::sigv4::{SERVICE, SignedRequest, Verifier};
+use crate::sigv4::SignedRequest;
 
 /// Role of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,20 +109,9 @@ fn set_linger_zero(s: &TcpStream) {
 /// Decides an upgrade: fault, signature, parameters, channel.
 fn connect_verdict(shared: &Shared, head: &Head) -> Result<Target, ApiError> {
     if let Some(err) = shared.take_failure(Operation::Connect) {
-        shared.emit(
-            "fault_applied",
-            json!({"operation": "Connect", "status": err.status, "error_type": err.error_type}),
-        );
         return Err(err);
     }
-    let verifier = Verifier {
-        credentials: &shared.cfg.credentials,
-        region: &shared.cfg.region,
-        service: SERVICE,
-        now: shared.now(),
-        max_skew_secs: shared.cfg.max_skew_secs,
-        accept_host_without_port: shared.cfg.accept_host_without_port,
-    };
+    let verifier = shared.verifier();
     let req = SignedRequest {
         method: &head.method,
         path: &head.path,
