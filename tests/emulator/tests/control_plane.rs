@@ -59,11 +59,7 @@ fn describe_by_name_and_by_arn() {
         &describe_body("missing"),
         &PostOpts::default(),
     );
-    assert_eq!(r.status, 404);
-    assert_eq!(
-        r.header("x-amzn-errortype"),
-        Some("ResourceNotFoundException")
-    );
+    r.assert_error(404, "ResourceNotFoundException");
     assert!(r.json()["Message"].is_string());
     let r = post(
         &env,
@@ -72,11 +68,7 @@ fn describe_by_name_and_by_arn() {
         "{}",
         &PostOpts::default(),
     );
-    assert_eq!(r.status, 400);
-    assert_eq!(
-        r.header("x-amzn-errortype"),
-        Some("InvalidArgumentException")
-    );
+    r.assert_error(400, "InvalidArgumentException");
 }
 
 #[test]
@@ -204,8 +196,7 @@ fn create_channel_then_use_it() {
         &body.to_string(),
         &PostOpts::default(),
     );
-    assert_eq!(r.status, 400);
-    assert_eq!(r.header("x-amzn-errortype"), Some("ResourceInUseException"));
+    r.assert_error(400, "ResourceInUseException");
     let r = post(
         &env,
         &env.control_plane_url,
@@ -307,8 +298,7 @@ fn fail_next_on_control_plane_operations() {
         &body,
         &PostOpts::default(),
     );
-    assert_eq!(r.status, 500);
-    assert_eq!(r.header("x-amzn-errortype"), Some("InternalFailure"));
+    r.assert_error(500, "InternalFailure");
     let r = post(
         &env,
         &env.https_endpoint,
@@ -364,11 +354,7 @@ fn unknown_path_is_unknown_operation() {
         "{}",
         &PostOpts::default(),
     );
-    assert_eq!(r.status, 404);
-    assert_eq!(
-        r.header("x-amzn-errortype"),
-        Some("UnknownOperationException")
-    );
+    r.assert_error(404, "UnknownOperationException");
 }
 
 #[test]

@@ -316,6 +316,16 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// Asserts an AWS-style error answer: the status and the `x-amzn-ErrorType` exception.
+    pub fn assert_error(&self, status: u16, error_type: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(
+            self.header("x-amzn-errortype"),
+            Some(error_type),
+            "{self:?}"
+        );
+    }
+
     pub fn header(&self, n: &str) -> Option<&str> {
         self.headers
             .iter()
