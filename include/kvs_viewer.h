@@ -276,6 +276,12 @@ typedef struct KvsViewerConfig {
    * China regions). (Appended in 0.1.)
    */
   const char *control_plane_url;
+  /**
+   * Keepalive: a WebSocket ping after this much silence, and the connection is reported
+   * lost (`KVS_ERR_CLOSED`) when the ping gets no answer within the same time; 0 = 30000 ms.
+   * Shorter keeps NAT mappings of cellular links alive. (Appended in 0.1.)
+   */
+  uint32_t ping_interval_ms;
 } KvsViewerConfig;
 
 /**

@@ -15,6 +15,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Keepalive ping after this much silence. The service closes idle connections after
 /// 10 minutes; whether pings reset that timer is undocumented, so ping well within it.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// Shortest keepalive interval accepted: the interval is also the bound for the answer.
+pub const MIN_PING_INTERVAL: Duration = Duration::from_millis(100);
 /// Bound of a `send` waiting for the connection thread to take the frame.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -98,6 +100,16 @@ impl ViewerConfig {
             validate::secret_like("session_token", token, 8192)?;
         }
         validate::presign_expires(self.presign_expires_s)?;
+        if !self.ping_interval.is_zero() && self.ping_interval < MIN_PING_INTERVAL {
+            return Err(Error::invalid(
+                "ping_interval",
+                format!(
+                    "{:?} is below {MIN_PING_INTERVAL:?}; a ping that short would call a healthy \
+                     link dead",
+                    self.ping_interval
+                ),
+            ));
+        }
         if self.connect_timeout.is_zero() {
             return Err(Error::invalid(
                 "connect_timeout",

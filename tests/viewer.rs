@@ -546,3 +546,31 @@ fn reconnect_after_a_drop_and_after_a_failed_attempt() {
     assert_eq!(recv(&v).message_type, MessageType::SdpAnswer);
     v.close().unwrap();
 }
+
+#[test]
+fn a_silent_server_is_detected_by_keepalive_pings() {
+    let emu = start(EmulatorConfig::default());
+    let mut c = config_for(&emu, "viewer-ping");
+    c.ping_interval = Duration::from_millis(200);
+    let v = Viewer::connect(&c).unwrap();
+    // Pings are answered: the connection stays up across two of them.
+    let ping_after = |seq: i64| {
+        emu.wait_for_event(
+            |e| e["type"] == "ping" && e["from"] == "viewer-ping" && e["seq"].as_i64() > Some(seq),
+            BOUND,
+        )
+        .expect("the viewer pings when the line is quiet")["seq"]
+            .as_i64()
+            .unwrap()
+    };
+    ping_after(ping_after(-1));
+    assert!(v.ended().is_none(), "{:?}", v.ended());
+    assert!(v.stats().pings_sent >= 2, "{:?}", v.stats());
+
+    // The server goes silent (a dead NAT mapping looks the same): reported as closed.
+    emu.inject(Fault::StopPongs(true)).unwrap();
+    let e = v.recv(Some(BOUND)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Closed, "{e}");
+    assert!(e.message.contains("keepalive"), "{e}");
+    v.close().unwrap();
+}

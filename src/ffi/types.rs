@@ -4,7 +4,9 @@ use std::ffi::{CStr, c_char};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_PRESIGN_EXPIRES_S, ViewerConfig};
+use crate::config::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PRESIGN_EXPIRES_S, ViewerConfig,
+};
 use crate::envelope::{Message, MessageType};
 use crate::error::{Error, ErrorKind};
 use crate::sigv4::Credentials;
@@ -76,6 +78,10 @@ pub struct KvsViewerConfig {
     /// NULL or empty = `https://kinesisvideo.<region>.amazonaws.com` (`.amazonaws.com.cn` in
     /// China regions). (Appended in 0.1.)
     pub control_plane_url: *const c_char,
+    /// Keepalive: a WebSocket ping after this much silence, and the connection is reported
+    /// lost (`KVS_ERR_CLOSED`) when the ping gets no answer within the same time; 0 = 30000 ms.
+    /// Shorter keeps NAT mappings of cellular links alive. (Appended in 0.1.)
+    pub ping_interval_ms: u32,
 }
 
 /// Every pointer NULL, every number 0, `struct_size` this library's size.
@@ -94,6 +100,7 @@ fn config_defaults() -> KvsViewerConfig {
         presign_expires_s: 0,
         channel_name: std::ptr::null(),
         control_plane_url: std::ptr::null(),
+        ping_interval_ms: 0,
     }
 }
 
@@ -252,6 +259,10 @@ pub(crate) unsafe fn read_config(config: *const KvsViewerConfig) -> Result<Viewe
     config.presign_expires_s = match c.presign_expires_s {
         0 => DEFAULT_PRESIGN_EXPIRES_S,
         s => s,
+    };
+    config.ping_interval = match c.ping_interval_ms {
+        0 => DEFAULT_PING_INTERVAL,
+        ms => Duration::from_millis(ms.into()),
     };
     Ok(config)
 }

@@ -276,6 +276,16 @@ static void test_bad_config(void) {
     CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_ERR_INVALID_ARGUMENT);
     CHECK_DETAIL_HAS("presign_expires_s");
   }
+  /* keepalive: 0 means the default, below 100 ms is refused. */
+  {
+    KvsViewerConfig cfg;
+    valid_config(&cfg);
+    cfg.ping_interval_ms = 99;
+    KvsViewer *v = NULL;
+    CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_ERR_INVALID_ARGUMENT);
+    CHECK_DETAIL_HAS("ping_interval");
+    CHECK(v == NULL);
+  }
   /* A struct_size too small to hold the required fields. */
   {
     KvsViewerConfig cfg;
@@ -325,6 +335,9 @@ static void test_valid_bounds_reach_network(void) {
   CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_ERR_NETWORK);
   cfg.presign_expires_s = 1;
   CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_ERR_NETWORK);
+  cfg.ping_interval_ms = 100;
+  CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_ERR_NETWORK);
+  cfg.ping_interval_ms = 0;
   CHECK_DETAIL_HAS("connect");
   /* A caller built against the header before channel_name/control_plane_url existed: the
    * library must not read past its struct_size (garbage there would crash or discover). */
