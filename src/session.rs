@@ -445,6 +445,9 @@ impl Connection {
             for out in batch {
                 let r = match self.ws.write(WsMessage::text(out.frame)) {
                     Ok(()) => Ok(()),
+                    // A full socket buffer: tungstenite keeps the frame and the flush below
+                    // (or the next one, once poll reports the socket writable) sends it.
+                    Err(e) if is_would_block(&e) => Ok(()),
                     Err(e) => Err(ws_error(e, &server_close)),
                 };
                 let failed = r.as_ref().err().cloned();
@@ -471,9 +474,7 @@ impl Connection {
                         ping_sent_at = None;
                         self.on_message(msg, &mut server_close);
                     }
-                    Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                        break;
-                    }
+                    Err(e) if is_would_block(&e) => break,
                     Err(e) => {
                         return if closing_since.is_some() {
                             Error::closed(None, CLOSED_BY_APP)
@@ -487,7 +488,7 @@ impl Connection {
             // 3. Flush (queued frames, automatic pongs, close replies).
             let want_write = match self.ws.flush() {
                 Ok(()) => false,
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => true,
+                Err(e) if is_would_block(&e) => true,
                 Err(_) if closing_since.is_some() => return Error::closed(None, CLOSED_BY_APP),
                 Err(e) => return ws_error(e, &server_close),
             };
@@ -521,8 +522,9 @@ impl Connection {
                     }
                     Some(at) => wait = wait.min(self.ping_interval - (now - at)),
                     None if now - last_heard >= self.ping_interval => {
-                        if let Err(e) = self.ws.write(WsMessage::Ping(Vec::new().into())) {
-                            return ws_error(e, &server_close);
+                        match self.ws.write(WsMessage::Ping(Vec::new().into())) {
+                            Err(e) if !is_would_block(&e) => return ws_error(e, &server_close),
+                            _ => {}
                         }
                         ping_sent_at = Some(now);
                         self.shared.lock().stats.pings_sent += 1;
@@ -575,6 +577,10 @@ impl Connection {
             }
         }
     }
+}
+
+fn is_would_block(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Maps the end of a connection to `Closed` (with the server's close code when it sent one)

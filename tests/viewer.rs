@@ -574,3 +574,49 @@ fn a_silent_server_is_detected_by_keepalive_pings() {
     assert!(e.message.contains("keepalive"), "{e}");
     v.close().unwrap();
 }
+
+#[test]
+fn a_burst_beyond_the_socket_buffers_arrives_complete_and_in_order() {
+    let emu = start(EmulatorConfig::default());
+    let v = connect(&emu, "viewer-burst");
+    // ~11 MB of frames, sent as fast as send() returns: more than loopback socket buffers hold,
+    // so the connection thread meets a full socket and must keep, not drop, what it was given.
+    const N: usize = 1500;
+    let pad = "p".repeat(7000);
+    for i in 0..N {
+        let c = format!(
+            r#"{{"candidate":"candidate:{i} 1 udp 1 10.0.0.1 {} typ host","sdpMid":"0","sdpMLineIndex":0,"pad":"{pad}"}}"#,
+            10_000 + i
+        );
+        v.send(MessageType::IceCandidate, c.as_bytes(), None)
+            .unwrap();
+    }
+    let last = format!("candidate:{} ", N - 1);
+    emu.wait_for_event(
+        |e| {
+            e["type"] == "viewer_candidate"
+                && e["candidate"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with(&last))
+        },
+        Duration::from_secs(60),
+    )
+    .expect("the last candidate reached the master");
+    let order: Vec<usize> = emu
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "viewer_candidate" && e["client_id"] == "viewer-burst")
+        .map(|e| {
+            let c = e["candidate"].as_str().unwrap();
+            c["candidate:".len()..]
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(order, (0..N).collect::<Vec<_>>());
+    assert!(v.ended().is_none());
+    v.close().unwrap();
+}
