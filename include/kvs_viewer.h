@@ -65,7 +65,8 @@
 
 /**
  * The connection is closed (by the server, the network or a failure); the detail holds the
- * close code when the server sent one. Fatal for the handle: close it and connect again.
+ * close code when the server sent one. The connection is gone: call `kvs_viewer_reconnect`
+ * (one TLS handshake, unread messages kept) or `kvs_viewer_close`.
  */
 #define KVS_ERR_CLOSED -11
 

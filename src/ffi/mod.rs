@@ -37,7 +37,8 @@ pub const KVS_ERR_SERVICE: i32 = -5;
 /// A bounded wait ran out. Not fatal: the handle stays usable.
 pub const KVS_ERR_TIMEOUT: i32 = -10;
 /// The connection is closed (by the server, the network or a failure); the detail holds the
-/// close code when the server sent one. Fatal for the handle: close it and connect again.
+/// close code when the server sent one. The connection is gone: call `kvs_viewer_reconnect`
+/// (one TLS handshake, unread messages kept) or `kvs_viewer_close`.
 pub const KVS_ERR_CLOSED: i32 = -11;
 /// DNS or TCP failure (refused port, unreachable host).
 pub const KVS_ERR_NETWORK: i32 = -12;
