@@ -450,12 +450,17 @@ impl Connection {
                     Err(e) if is_would_block(&e) => Ok(()),
                     Err(e) => Err(ws_error(e, &server_close)),
                 };
-                let failed = r.as_ref().err().cloned();
-                let _ = out.done.send(r);
-                if let Some(e) = failed {
-                    return e;
+                match r {
+                    Ok(()) => {
+                        // Counted before the caller is released, so stats never lag a send.
+                        self.shared.lock().stats.frames_sent += 1;
+                        let _ = out.done.send(Ok(()));
+                    }
+                    Err(e) => {
+                        let _ = out.done.send(Err(e.clone()));
+                        return e;
+                    }
                 }
-                self.shared.lock().stats.frames_sent += 1;
             }
             if close_requested && closing_since.is_none() {
                 closing_since = Some(Instant::now());
@@ -522,12 +527,13 @@ impl Connection {
                     }
                     Some(at) => wait = wait.min(self.ping_interval - (now - at)),
                     None if now - last_heard >= self.ping_interval => {
+                        // Counted before the write, so the count never lags what the peer saw.
+                        self.shared.lock().stats.pings_sent += 1;
                         match self.ws.write(WsMessage::Ping(Vec::new().into())) {
                             Err(e) if !is_would_block(&e) => return ws_error(e, &server_close),
                             _ => {}
                         }
                         ping_sent_at = Some(now);
-                        self.shared.lock().stats.pings_sent += 1;
                         continue; // flush it now
                     }
                     None => wait = wait.min(self.ping_interval - (now - last_heard)),
