@@ -9,6 +9,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$KVS_ROOT"
 kvs_cargo_path
+kvs_apt_ensure pkg-config libssl-dev gcc libc6-dev make perl binutils
 
 work="$KVS_ROOT/build/bench"
 mkdir -p "$work"
