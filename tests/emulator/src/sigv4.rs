@@ -662,6 +662,21 @@ mod tests {
         )
     }
 
+    /// The JS SDK spec's presign (SigV4RequestSigner.spec.ts inputs) with the given token,
+    /// service and endpoint path: (signature, canonical-request hash).
+    fn js_vector(token: Option<&str>, service: &str, path: &str) -> (String, String) {
+        let c = format!("AKIA4F7WJQR7FMMWMNXI/20191201/us-west-2/{service}/aws4_request");
+        presign_sig(
+            "kvs.awsamazon.com",
+            path,
+            &js_pairs(token, &c),
+            "FakeSecretKey",
+            "20191201T000000Z",
+            "us-west-2",
+            service,
+        )
+    }
+
     fn js_pairs<'a>(token: Option<&'a str>, cred: &'a str) -> Vec<(&'a str, &'a str)> {
         let mut v = vec![
             ("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
@@ -679,16 +694,7 @@ mod tests {
 
     #[test]
     fn js_sdk_vector_with_token() {
-        let c = "AKIA4F7WJQR7FMMWMNXI/20191201/us-west-2/kinesisvideo/aws4_request";
-        let (sig, creq_hash) = presign_sig(
-            "kvs.awsamazon.com",
-            "/",
-            &js_pairs(Some("FakeSessionToken"), c),
-            "FakeSecretKey",
-            "20191201T000000Z",
-            "us-west-2",
-            "kinesisvideo",
-        );
+        let (sig, creq_hash) = js_vector(Some("FakeSessionToken"), "kinesisvideo", "/");
         assert_eq!(
             sig,
             "fc268038be276315822b4f73eafd28ee3a5632a2a35fdb0a88db9a42b13d6c92"
@@ -740,16 +746,7 @@ mod tests {
 
     #[test]
     fn js_sdk_vector_without_token() {
-        let c = "AKIA4F7WJQR7FMMWMNXI/20191201/us-west-2/kinesisvideo/aws4_request";
-        let (sig, _) = presign_sig(
-            "kvs.awsamazon.com",
-            "/",
-            &js_pairs(None, c),
-            "FakeSecretKey",
-            "20191201T000000Z",
-            "us-west-2",
-            "kinesisvideo",
-        );
+        let (sig, _) = js_vector(None, "kinesisvideo", "/");
         assert_eq!(
             sig,
             "be1e78950d956a8a9a1997417099ddbd7455619f3d08c4ad20e1e272179ca695"
@@ -758,16 +755,7 @@ mod tests {
 
     #[test]
     fn js_sdk_vector_service_override() {
-        let c = "AKIA4F7WJQR7FMMWMNXI/20191201/us-west-2/firehose/aws4_request";
-        let (sig, _) = presign_sig(
-            "kvs.awsamazon.com",
-            "/",
-            &js_pairs(Some("FakeSessionToken"), c),
-            "FakeSecretKey",
-            "20191201T000000Z",
-            "us-west-2",
-            "firehose",
-        );
+        let (sig, _) = js_vector(Some("FakeSessionToken"), "firehose", "/");
         assert_eq!(
             sig,
             "f15308513d21a381d38b7607a0439f25fc2e6c9f5ff56a48c1664b486e6234d5"
@@ -776,16 +764,7 @@ mod tests {
 
     #[test]
     fn js_sdk_vector_endpoint_path() {
-        let c = "AKIA4F7WJQR7FMMWMNXI/20191201/us-west-2/kinesisvideo/aws4_request";
-        let (sig, _) = presign_sig(
-            "kvs.awsamazon.com",
-            "/path/path/path",
-            &js_pairs(Some("FakeSessionToken"), c),
-            "FakeSecretKey",
-            "20191201T000000Z",
-            "us-west-2",
-            "kinesisvideo",
-        );
+        let (sig, _) = js_vector(Some("FakeSessionToken"), "kinesisvideo", "/path/path/path");
         assert_eq!(
             sig,
             "0bf3df6ca23d8d82f688e8dbfb90d69e74843d40038541b1721c545eef7612a4"
