@@ -15,12 +15,10 @@ fn describe_body(name: &str) -> String {
 fn describe_by_name_and_by_arn() {
     let emu = start();
     let env = emu.env().clone();
-    let r = post(
+    let r = post_cp(
         &env,
-        &env.control_plane_url,
         "/describeSignalingChannel",
         &describe_body(&env.channel_name),
-        &PostOpts::default(),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("content-type"), Some("application/json"));
@@ -44,30 +42,16 @@ fn describe_by_name_and_by_arn() {
             .starts_with("arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo-channel/")
     );
     assert_eq!(env.channel_arn.rsplit('/').next().unwrap().len(), 13);
-    let r = post(
+    let r = post_cp(
         &env,
-        &env.control_plane_url,
         "/describeSignalingChannel",
         &json!({"ChannelARN": env.channel_arn}).to_string(),
-        &PostOpts::default(),
     );
     assert_eq!(r.status, 200);
-    let r = post(
-        &env,
-        &env.control_plane_url,
-        "/describeSignalingChannel",
-        &describe_body("missing"),
-        &PostOpts::default(),
-    );
+    let r = post_cp(&env, "/describeSignalingChannel", &describe_body("missing"));
     r.assert_error(404, "ResourceNotFoundException");
     assert!(r.json()["Message"].is_string());
-    let r = post(
-        &env,
-        &env.control_plane_url,
-        "/describeSignalingChannel",
-        "{}",
-        &PostOpts::default(),
-    );
+    let r = post_cp(&env, "/describeSignalingChannel", "{}");
     r.assert_error(400, "InvalidArgumentException");
 }
 
@@ -76,13 +60,7 @@ fn get_endpoint_returns_own_endpoints() {
     let emu = start();
     let env = emu.env().clone();
     let body = json!({"ChannelARN": env.channel_arn, "SingleMasterChannelEndpointConfiguration": {"Protocols": ["WSS", "HTTPS"], "Role": "VIEWER"}});
-    let r = post(
-        &env,
-        &env.control_plane_url,
-        "/getSignalingChannelEndpoint",
-        &body.to_string(),
-        &PostOpts::default(),
-    );
+    let r = post_cp(&env, "/getSignalingChannelEndpoint", &body.to_string());
     assert_eq!(r.status, 200, "{}", r.body);
     let list = r.json()["ResourceEndpointList"].as_array().unwrap().clone();
     assert_eq!(list.len(), 2);
@@ -92,32 +70,18 @@ fn get_endpoint_returns_own_endpoints() {
     assert_eq!(list[1]["ResourceEndpoint"], env.https_endpoint.as_str());
     assert!(env.wss_endpoint.starts_with("wss://127.0.0.1:"));
     let bad = json!({"ChannelARN": env.channel_arn, "SingleMasterChannelEndpointConfiguration": {"Protocols": ["WEBRTC"], "Role": "VIEWER"}});
-    let r = post(
-        &env,
-        &env.control_plane_url,
-        "/getSignalingChannelEndpoint",
-        &bad.to_string(),
-        &PostOpts::default(),
-    );
+    let r = post_cp(&env, "/getSignalingChannelEndpoint", &bad.to_string());
     assert_eq!(r.status, 400);
     let bad_role = json!({"ChannelARN": env.channel_arn, "SingleMasterChannelEndpointConfiguration": {"Protocols": ["WSS"], "Role": "ADMIN"}});
-    let r = post(
-        &env,
-        &env.control_plane_url,
-        "/getSignalingChannelEndpoint",
-        &bad_role.to_string(),
-        &PostOpts::default(),
-    );
+    let r = post_cp(&env, "/getSignalingChannelEndpoint", &bad_role.to_string());
     assert_eq!(
         r.header("x-amzn-errortype"),
         Some("InvalidArgumentException")
     );
-    let r = post(
+    let r = post_cp(
         &env,
-        &env.control_plane_url,
         "/getSignalingChannelEndpoint",
         &json!({"ChannelARN": "bad"}).to_string(),
-        &PostOpts::default(),
     );
     assert_eq!(r.status, 400);
 }
@@ -179,31 +143,13 @@ fn create_channel_then_use_it() {
     let emu = start();
     let env = emu.env().clone();
     let body = json!({"ChannelName": "created", "ChannelType": "SINGLE_MASTER", "SingleMasterConfiguration": {"MessageTtlSeconds": 60}});
-    let r = post(
-        &env,
-        &env.control_plane_url,
-        "/createSignalingChannel",
-        &body.to_string(),
-        &PostOpts::default(),
-    );
+    let r = post_cp(&env, "/createSignalingChannel", &body.to_string());
     assert_eq!(r.status, 200, "{}", r.body);
     let arn = r.json()["ChannelARN"].as_str().unwrap().to_string();
     assert!(arn.contains(":channel/created/"));
-    let r = post(
-        &env,
-        &env.control_plane_url,
-        "/createSignalingChannel",
-        &body.to_string(),
-        &PostOpts::default(),
-    );
+    let r = post_cp(&env, "/createSignalingChannel", &body.to_string());
     r.assert_error(400, "ResourceInUseException");
-    let r = post(
-        &env,
-        &env.control_plane_url,
-        "/describeSignalingChannel",
-        &describe_body("created"),
-        &PostOpts::default(),
-    );
+    let r = post_cp(&env, "/describeSignalingChannel", &describe_body("created"));
     assert_eq!(r.json()["ChannelInfo"]["ChannelARN"], arn.as_str());
     let o = Opts {
         arn: Some(arn),
@@ -291,13 +237,7 @@ fn fail_next_on_control_plane_operations() {
     })
     .unwrap();
     let body = describe_body(&env.channel_name);
-    let r = post(
-        &env,
-        &env.control_plane_url,
-        "/describeSignalingChannel",
-        &body,
-        &PostOpts::default(),
-    );
+    let r = post_cp(&env, "/describeSignalingChannel", &body);
     r.assert_error(500, "InternalFailure");
     let r = post(
         &env,
@@ -307,13 +247,7 @@ fn fail_next_on_control_plane_operations() {
         &PostOpts::default(),
     );
     assert_eq!(r.status, 503);
-    let r = post(
-        &env,
-        &env.control_plane_url,
-        "/describeSignalingChannel",
-        &body,
-        &PostOpts::default(),
-    );
+    let r = post_cp(&env, "/describeSignalingChannel", &body);
     assert_eq!(r.status, 200);
     let ev = emu
         .wait_for_event(|e| e["type"] == "fault_applied", WAIT)
@@ -328,13 +262,7 @@ fn error_type_suffix_is_configurable() {
             Some("http://internal.amazon.com/coral/com.amazonaws.kinesisvideo.v20170930/".into())
     });
     let env = emu.env().clone();
-    let r = post(
-        &env,
-        &env.control_plane_url,
-        "/describeSignalingChannel",
-        &describe_body("nope"),
-        &PostOpts::default(),
-    );
+    let r = post_cp(&env, "/describeSignalingChannel", &describe_body("nope"));
     assert_eq!(
         r.header("x-amzn-errortype"),
         Some(
@@ -347,13 +275,7 @@ fn error_type_suffix_is_configurable() {
 fn unknown_path_is_unknown_operation() {
     let emu = start();
     let env = emu.env().clone();
-    let r = post(
-        &env,
-        &env.control_plane_url,
-        "/deleteSignalingChannel",
-        "{}",
-        &PostOpts::default(),
-    );
+    let r = post_cp(&env, "/deleteSignalingChannel", "{}");
     r.assert_error(404, "UnknownOperationException");
 }
 
@@ -392,13 +314,7 @@ fn tamper_next_changes_one_answer() {
         .unwrap();
     emu.inject(Fault::TamperNext(Tamper::ChannelStatus("DELETING".into())))
         .unwrap();
-    let r = post(
-        &env,
-        &env.control_plane_url,
-        "/getSignalingChannelEndpoint",
-        &ep_body,
-        &PostOpts::default(),
-    );
+    let r = post_cp(&env, "/getSignalingChannelEndpoint", &ep_body);
     let list = r.json()["ResourceEndpointList"].as_array().unwrap().clone();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["Protocol"], "HTTPS");
@@ -432,12 +348,10 @@ fn tamper_next_changes_one_answer() {
         &PostOpts::default(),
     );
     assert_eq!(r.json()["IceServerList"][0]["Ttl"], 300, "one-shot");
-    let r = post(
+    let r = post_cp(
         &env,
-        &env.control_plane_url,
         "/describeSignalingChannel",
         &describe_body(&env.channel_name),
-        &PostOpts::default(),
     );
     assert_eq!(r.json()["ChannelInfo"]["ChannelStatus"], "DELETING");
     emu.inject(Fault::TamperNext(Tamper::IceServerCount(6)))

@@ -442,6 +442,17 @@ pub fn signed_request(
 }
 
 /// SigV4-signed JSON POST on a fresh TLS connection.
+/// A correctly signed POST to the control plane with default options.
+pub fn post_cp(env: &EmulatorEnv, path: &str, body: &str) -> Resp {
+    post(
+        env,
+        &env.control_plane_url,
+        path,
+        body,
+        &PostOpts::default(),
+    )
+}
+
 pub fn post(env: &EmulatorEnv, base: &str, path: &str, body: &str, o: &PostOpts) -> Resp {
     let req = signed_request(env, base, path, body, o, true);
     let mut s = tls_connect(env);
