@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod control_plane;
+pub mod credentials;
 pub mod envelope;
 pub mod error;
 pub mod ice;
@@ -13,6 +14,7 @@ pub mod validate;
 
 pub use config::ViewerConfig;
 pub use control_plane::{ChannelInfo, Endpoints};
+pub use credentials::{CredentialProvider, CredentialSource, ExpiringCredentials, IotSettings};
 pub use envelope::{Message, MessageType, StatusResponse};
 pub use error::{Error, ErrorKind, Result};
 pub use ice::IceServer;
