@@ -731,6 +731,20 @@ fn https_get(
 }
 
 fn io_error(where_: &str, what: &str, e: std::io::Error) -> Error {
+    // With TLS 1.3 the server checks the client certificate after the client's handshake is
+    // done: a refused device certificate shows up as an alert on the first read.
+    let tls_alert = e
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<openssl::ssl::Error>().is_some());
+    if tls_alert {
+        return Error::new(
+            ErrorKind::Tls,
+            format!(
+                "credentials: {where_} refused the TLS session (is iot_cert_file a certificate \
+                 the provider knows?): {what}: {e}"
+            ),
+        );
+    }
     let kind = match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
         _ => ErrorKind::Network,

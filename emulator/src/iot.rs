@@ -8,7 +8,7 @@
 //! fails the TLS handshake; one of ours must be registered to the thing named in the header
 //! (403 otherwise); an unknown role alias is 404. Errors are `{"message": …}` like the service's.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +21,7 @@ use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
-use openssl::ssl::{SslAcceptor, SslMethod, SslStream, SslVerifyMode, SslVersion};
+use openssl::ssl::{HandshakeError, SslAcceptor, SslMethod, SslStream, SslVerifyMode, SslVersion};
 use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
 use openssl::x509::{X509, X509NameBuilder};
 use serde_json::json;
@@ -377,6 +377,15 @@ fn respond(
     http::write_response(tls, status, &headers, body.to_string().as_bytes())
 }
 
+/// After the alert went out: read what the client still sends (its request, under TLS 1.3)
+/// until it closes, so closing does not reset the connection before the client read the alert.
+fn linger(tcp: &mut TcpStream) {
+    let _ = tcp.shutdown(std::net::Shutdown::Write);
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut sink = [0u8; 4096];
+    while matches!(tcp.read(&mut sink), Ok(n) if n > 0) {}
+}
+
 fn handle(shared: &Shared, provider: &IotProvider, tcp: TcpStream) -> io::Result<()> {
     tcp.set_read_timeout(Some(REQUEST_TIMEOUT))?;
     tcp.set_write_timeout(Some(REQUEST_TIMEOUT))?;
@@ -387,6 +396,9 @@ fn handle(shared: &Shared, provider: &IotProvider, tcp: TcpStream) -> io::Result
                 "iot_refused",
                 json!({"reason": "tls_handshake", "error": e.to_string()}),
             );
+            if let HandshakeError::Failure(mut mid) = e {
+                linger(mid.get_mut());
+            }
             return Ok(());
         }
     };

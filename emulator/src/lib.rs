@@ -335,6 +335,12 @@ impl Emulator {
         self.iot.as_ref().map(|(_, env)| env)
     }
 
+    /// The credentials the IoT credentials provider issued so far (expired ones included, for
+    /// an hour), secrets included, like [`EmulatorEnv`] carries the configured ones.
+    pub fn iot_issued_credentials(&self) -> Vec<Credential> {
+        lock(&self.shared.iot_issued).clone()
+    }
+
     /// Issues (and registers) another device certificate for `thing_name` from the IoT
     /// credentials provider's CA. Errors when the provider is off.
     pub fn iot_issue_device(
