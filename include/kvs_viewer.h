@@ -129,6 +129,16 @@
 #define KVS_VIEWER_ABI_VERSION 1
 
 /**
+ * Size of `KvsCredentials::access_key_id` and `secret_access_key`: 128 characters and the NUL.
+ */
+#define KVS_CREDENTIAL_BUF_LEN 129
+
+/**
+ * Size of `KvsCredentials::session_token`: 8192 characters and the NUL.
+ */
+#define KVS_SESSION_TOKEN_BUF_LEN 8193
+
+/**
  * Most ICE servers a viewer reports: the STUN server plus at most 5 TURN servers.
  */
 #define KVS_MAX_ICE_SERVERS 6
@@ -333,6 +343,37 @@ typedef struct KvsMessage {
 } KvsMessage;
 
 /**
+ * Credentials a `KvsCredentialsCallback` fills in. The library owns it, zeroes it and sets
+ * `struct_size` before each call, and wipes it after copying. Strings are NUL-terminated.
+ *
+ * ABI-versioned by `struct_size`: fields are only ever appended, and a callback built against
+ * an older header fills only the fields it knows.
+ */
+typedef struct KvsCredentials {
+  /**
+   * `sizeof(KvsCredentials)` of the library, set before the call.
+   */
+  uint32_t struct_size;
+  /**
+   * AWS access key id (`AKIA…` or `ASIA…`).
+   */
+  char access_key_id[KVS_CREDENTIAL_BUF_LEN];
+  /**
+   * AWS secret access key. A secret: never log it.
+   */
+  char secret_access_key[KVS_CREDENTIAL_BUF_LEN];
+  /**
+   * Session token of temporary credentials; empty for long-term keys. A secret.
+   */
+  char session_token[KVS_SESSION_TOKEN_BUF_LEN];
+  /**
+   * When the service stops accepting them, Unix seconds; 0 = they do not expire. The
+   * callback is called again ahead of this time.
+   */
+  int64_t expires_at_unix_s;
+} KvsCredentials;
+
+/**
  * One ICE server, filled by `kvs_viewer_ice_server_get` into caller-owned memory.
  * Initialise with `kvs_ice_server_init`. Strings are NUL-terminated.
  */
@@ -530,6 +571,15 @@ int32_t kvs_viewer_reconnect(struct KvsViewer *viewer);
  * value. Static, never NULL; thread-safe.
  */
 const char *kvs_message_type_name(int32_t message_type);
+
+/**
+ * Zeroes `creds` and sets `struct_size` (for testing a callback outside the library). NULL
+ * is ignored. Thread-safe.
+ *
+ * # Safety
+ * `creds` must be NULL or point to writable memory for a `KvsCredentials`.
+ */
+void kvs_credentials_init(struct KvsCredentials *creds);
 
 /**
  * Zeroes `server` and sets `struct_size`. NULL is ignored. Thread-safe.

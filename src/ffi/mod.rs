@@ -3,6 +3,7 @@
 //! Every export converts its arguments, runs the safe core inside a panic boundary, maps the
 //! error to a stable code and records the detail for `kvs_last_error_message`.
 
+mod credentials;
 mod ice;
 mod types;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind};
 use crate::session::Viewer;
 
+pub use credentials::*;
 pub use ice::*;
 pub use types::*;
 
