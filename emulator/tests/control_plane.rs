@@ -365,7 +365,7 @@ fn tamper_next_changes_one_answer() {
     );
     assert_eq!(r.json()["IceServerList"].as_array().unwrap().len(), 6);
     // Also through the admin listener.
-    let a = admin(&env, "POST", "/fault", r#"{"TamperNext":{"IceTtl":31}}"#);
+    let a = admin(&env, "POST", "/v1/fault", r#"{"TamperNext":{"IceTtl":31}}"#);
     assert_eq!(a.status, 200, "{}", a.body);
     let r = post(
         &env,

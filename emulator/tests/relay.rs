@@ -418,13 +418,13 @@ fn admin_fault_state_and_events() {
     let emu = start();
     let env = emu.env().clone();
     let mut v = viewer(&emu, "admin-v");
-    let st = admin(&env, "GET", "/state", "");
+    let st = admin(&env, "GET", "/v1/state", "");
     assert_eq!(st.status, 200);
     assert_eq!(st.json()["viewers"][0]["client_id"], "admin-v");
     let r = admin(
         &env,
         "POST",
-        "/fault",
+        "/v1/fault",
         r#"{"GoAway":{"client_id":"admin-v","grace_ms":50}}"#,
     );
     assert_eq!(r.status, 200, "{}", r.body);
@@ -433,7 +433,7 @@ fn admin_fault_state_and_events() {
     let r = admin(
         &env,
         "POST",
-        "/fault",
+        "/v1/fault",
         r#"{"FailNext":{"operation":"Connect","status":500,"error_type":"InternalFailure","message":"boom","count":1}}"#,
     );
     assert_eq!(r.status, 200, "{}", r.body);
@@ -441,21 +441,24 @@ fn admin_fault_state_and_events() {
     assert_eq!(rej.status, 500);
     assert_eq!(rej.error_type.as_deref(), Some("InternalFailure"));
     assert_eq!(
-        admin(&env, "POST", "/fault", r#"{"StopPongs":true}"#).status,
+        admin(&env, "POST", "/v1/fault", r#"{"StopPongs":true}"#).status,
         200
     );
-    assert_eq!(admin(&env, "POST", "/fault", r#"{"Nope":1}"#).status, 400);
+    assert_eq!(
+        admin(&env, "POST", "/v1/fault", r#"{"Nope":1}"#).status,
+        400
+    );
     assert_eq!(
         admin(
             &env,
             "POST",
-            "/fault",
+            "/v1/fault",
             r#"{"ReconnectIceServer":{"client_id":"ghost"}}"#
         )
         .status,
         409
     );
-    let ev = admin(&env, "GET", "/events", "");
+    let ev = admin(&env, "GET", "/v1/events", "");
     assert_eq!(ev.status, 200);
     let list = ev.json();
     assert!(
