@@ -111,7 +111,10 @@ impl ApiError {
 
     /// A refused control-plane request: the auth layer's own error type, lower-case `message`.
     pub fn control_plane_auth(e: &crate::sigv4::AuthError) -> ApiError {
-        ApiError::auth(e.message())
+        ApiError {
+            lower_key: true,
+            ..ApiError::new(403, e.control_plane_error_type(), e.message())
+        }
     }
 
     pub fn invalid(message: impl Into<String>) -> ApiError {
