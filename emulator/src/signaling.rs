@@ -790,6 +790,30 @@ impl Conn {
             self.status_response(corr_ref, 400, "InvalidArgumentException", &d);
             return;
         }
+        // The payload is documented as base64 (SendAlexaOfferToMaster's model: [a-zA-Z0-9+/=]+);
+        // the service validates it (protocol.md §11.2).
+        if !payload
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        {
+            self.status_response(
+                corr_ref,
+                400,
+                "InvalidArgumentException",
+                "1 validation error detected: Value at 'messagePayload' failed to satisfy constraint: \
+                 Member must satisfy regular expression pattern: [a-zA-Z0-9+/=]+",
+            );
+            return;
+        }
+        if decode_b64(&payload).is_none() {
+            self.status_response(
+                corr_ref,
+                400,
+                "InvalidArgumentException",
+                "messagePayload is not valid base64.",
+            );
+            return;
+        }
         let kind = static_kind(&action);
         match self.target.role {
             Role::Viewer => self.relay_from_viewer(kind, &payload),
@@ -803,6 +827,16 @@ impl Conn {
                     );
                     return;
                 };
+                if !valid_name(&rcpt) {
+                    self.status_response(
+                        corr_ref,
+                        400,
+                        "InvalidArgumentException",
+                        "1 validation error detected: Value at 'recipientClientId' failed to satisfy \
+                         constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
+                    );
+                    return;
+                }
                 self.relay_from_master(kind, &payload, &rcpt);
             }
         }
