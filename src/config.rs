@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::sigv4::Credentials;
-use crate::validate::{self, WssEndpoint};
+use crate::validate::{self, Endpoint};
 
 /// Presigned URLs live 299 s by default, like the JS and Android SDKs: long enough for any
 /// handshake, short enough that a leaked URL is soon useless.
@@ -70,7 +70,7 @@ impl ViewerConfig {
 
     /// Checks every field; returns the parsed WSS endpoint, or None when it is to be
     /// discovered. No I/O.
-    pub fn validate(&self) -> Result<Option<WssEndpoint>> {
+    pub fn validate(&self) -> Result<Option<Endpoint>> {
         validate::region(&self.region)?;
         match (self.channel_arn.as_str(), &self.channel_name) {
             ("", None) => {

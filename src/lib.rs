@@ -1,10 +1,13 @@
 //! kvs-viewer: join an Amazon Kinesis Video Streams WebRTC signaling channel as a viewer.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod clock;
 pub mod config;
 pub mod control_plane;
+mod deadline;
 pub mod envelope;
 pub mod error;
+mod http;
 pub mod ice;
 pub mod session;
 pub mod sigv4;

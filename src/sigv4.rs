@@ -169,7 +169,10 @@ pub struct PresignRequest<'a> {
 /// signature and the session token, so it must never be logged.
 pub struct Presigned {
     pub query: Zeroizing<String>,
+    /// The hex signature and the canonical request's hash, for the test vectors.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub signature: String,
+    #[cfg_attr(not(test), allow(dead_code))]
     pub canonical_request_hash: String,
 }
 
