@@ -48,7 +48,9 @@ pub fn default_control_plane_url(region: &str) -> String {
 /// What `DescribeSignalingChannel` says about a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelInfo {
+    /// `arn:aws:kinesisvideo:<region>:<account>:channel/<name>/<number>`.
     pub arn: String,
+    /// The channel's name.
     pub name: String,
     /// `CREATING`, `ACTIVE`, `UPDATING` (`DELETING` is refused).
     pub status: String,
@@ -528,5 +530,62 @@ mod tests {
                 .contains("at most 512")
         );
         assert!(parse_endpoints(b"{}").is_err());
+    }
+
+    /// Our header signature equals botocore's `SigV4Auth` for the same request, time and body.
+    #[test]
+    fn header_signature_matches_botocore() {
+        let creds = Credentials::new(
+            "ASIAEXAMPLEEXAMPLE12",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            Some("IQoJb3JpZ2luX2VjEXAMPLE+/=token"),
+        );
+        let cases = [
+            (
+                "127.0.0.1:8443",
+                "/describeSignalingChannel",
+                r#"{"ChannelName":"demo-channel"}"#.to_owned(),
+            ),
+            (
+                "r-1234abcd.kinesisvideo.us-west-2.amazonaws.com",
+                "/v1/get-ice-server-config",
+                r#"{"ChannelARN":"arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo-channel/1234567890123","ClientId":"viewer-1","Service":"TURN"}"#.to_owned(),
+            ),
+        ];
+        let time = time::macros::datetime!(2024-03-05 06:07:08 UTC);
+        for (host, path, body) in cases {
+            let ours = signed_headers(&creds, "us-west-2", host, path, body.as_bytes(), time);
+            let authorization = &ours.iter().find(|(k, _)| *k == "authorization").unwrap().1;
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/botocore_sign.py");
+            let input = serde_json::json!({
+                "access_key_id": creds.access_key_id,
+                "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                "session_token": creds.session_token(),
+                "region": "us-west-2",
+                "url": format!("https://{host}{path}"),
+                "body": body,
+                "amz_date": "20240305T060708Z",
+            });
+            let out = std::process::Command::new("timeout")
+                .args(["30", "python3", script, &input.to_string()])
+                .output()
+                .expect("python3 runs");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !stderr.contains("No module named 'botocore'"),
+                "botocore is missing: pip install botocore"
+            );
+            assert!(out.status.success(), "botocore script failed: {stderr}");
+            let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(
+                theirs["authorization"].as_str().unwrap(),
+                authorization,
+                "{host}{path}"
+            );
+            assert_eq!(
+                theirs["signed_headers"],
+                "content-type;host;x-amz-date;x-amz-security-token"
+            );
+        }
     }
 }

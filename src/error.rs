@@ -37,6 +37,7 @@ pub enum ErrorKind {
 /// An error with everything a firmware engineer needs to diagnose it from a log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
+    /// What to do about it; one C code per kind.
     pub kind: ErrorKind,
     /// Human-readable detail; never contains secrets.
     pub message: String,
@@ -50,10 +51,11 @@ pub struct Error {
     pub close_code: Option<u16>,
 }
 
+/// The result of every fallible call of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
             message: message.into(),
@@ -65,22 +67,22 @@ impl Error {
     }
 
     /// A locally refused value; `field` is the config or argument name the caller used.
-    pub fn invalid(field: &str, why: impl fmt::Display) -> Self {
+    pub(crate) fn invalid(field: &str, why: impl fmt::Display) -> Self {
         Error::new(ErrorKind::InvalidArgument, format!("{field}: {why}"))
     }
 
-    pub fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Internal, message)
     }
 
-    pub fn closed(close_code: Option<u16>, message: impl Into<String>) -> Self {
+    pub(crate) fn closed(close_code: Option<u16>, message: impl Into<String>) -> Self {
         let mut e = Error::new(ErrorKind::Closed, message);
         e.close_code = close_code;
         e
     }
 
     /// Prefixes the message with the step that failed ("connect", "describe", ...).
-    pub fn in_step(mut self, step: &str) -> Self {
+    pub(crate) fn in_step(mut self, step: &str) -> Self {
         self.message = format!("{step}: {}", self.message);
         self
     }
@@ -90,7 +92,7 @@ impl Error {
     /// The two 400s (`InvalidArgumentException`, `ClientLimitExceededException`) can only be
     /// told apart by the exception name, so the name wins over the status; the status decides
     /// only when the service sent no name.
-    pub fn from_service_response(
+    pub(crate) fn from_service_response(
         status: u16,
         error_type: Option<&str>,
         service_message: Option<&str>,

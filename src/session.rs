@@ -36,11 +36,15 @@ const IO_THREAD_STACK: usize = 256 * 1024;
 /// Counters a firmware engineer can log to see what the connection went through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Text frames received (protocol messages and skipped frames alike).
     pub frames_received: u64,
     /// Frames that were not protocol messages (not JSON, binary, bad base64, ...).
     pub frames_skipped: u64,
+    /// Why the last skipped frame was skipped.
     pub last_skip_reason: Option<String>,
+    /// Messages handed to the socket.
     pub frames_sent: u64,
+    /// Keepalive pings sent.
     pub pings_sent: u64,
     /// Clock offset (server − local, seconds) learnt from a 403 and applied to signing.
     pub clock_offset_s: i64,
@@ -122,6 +126,33 @@ impl EndReason {
 }
 
 /// A connected viewer. `send` and `recv` may be called from different threads at once.
+///
+/// Against the project's emulator (what the tests and users' CI run against):
+///
+/// ```
+/// use std::time::Duration;
+/// use kvs_viewer::{Credentials, MessageType, Viewer, ViewerConfig};
+/// # use kvs_signaling_emulator::{Emulator, EmulatorConfig};
+/// # let emu = Emulator::start(EmulatorConfig::default()).unwrap();
+/// # let env = emu.env();
+///
+/// let mut config = ViewerConfig::new(
+///     &env.region,
+///     &env.channel_arn,
+///     "viewer-1",
+///     &env.wss_endpoint,
+///     Credentials::new(&env.access_key_id, &env.secret_access_key, None),
+/// );
+/// config.ca_file = Some(env.ca_file.clone());
+/// let viewer = Viewer::connect(&config)?;
+/// let offer = br#"{"type":"offer","sdp":"v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"}"#;
+/// viewer.send(MessageType::SdpOffer, offer, None)?;
+/// let answer = viewer.recv(Some(Duration::from_secs(10)))?;
+/// assert_eq!(answer.message_type, MessageType::SdpAnswer);
+/// assert!(viewer.stats().frames_sent >= 1);
+/// viewer.close()?;
+/// # Ok::<(), kvs_viewer::Error>(())
+/// ```
 pub struct Viewer {
     /// The current connection's state; replaced by `reconnect`.
     shared: Arc<Shared>,
