@@ -234,9 +234,12 @@ impl ControlPlane {
                 message.as_deref(),
                 answer.header("x-amzn-RequestId"),
             );
-            if error.kind == ErrorKind::AccessDenied && retried_with.is_none() {
+            if retried_with.is_none() {
                 let server_date = answer.header("date").and_then(parse_http_date);
-                if let Some(offset) = server_date.and_then(|d| self.clock.correct_from(d)) {
+                let retry =
+                    self.clock
+                        .after_refusal(error.http_status, server_date, &error.message);
+                if let Some(offset) = retry {
                     retried_with = Some(offset);
                     continue;
                 }

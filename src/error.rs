@@ -8,7 +8,9 @@ use std::fmt;
 pub enum ErrorKind {
     /// 400 `InvalidArgumentException`, or a value refused locally before any I/O.
     InvalidArgument,
-    /// 403 (or 401) `AccessDeniedException`: bad signature, expired credentials, skewed clock.
+    /// 403 (or 401): `AccessDeniedException`, or the control plane's `InvalidSignatureException`,
+    /// `UnrecognizedClientException`, `MissingAuthenticationTokenException`,
+    /// `ExpiredTokenException`: bad signature, unknown or expired credentials, skewed clock.
     AccessDenied,
     /// 404 `ResourceNotFoundException`: the channel does not exist.
     ResourceNotFound,
@@ -104,7 +106,14 @@ impl Error {
             .filter(|t| !t.is_empty());
         let kind = match name {
             Some("InvalidArgumentException") => ErrorKind::InvalidArgument,
-            Some("AccessDeniedException") => ErrorKind::AccessDenied,
+            // The control plane's SigV4 failures come from the AWS auth layer (§11.1).
+            Some(
+                "AccessDeniedException"
+                | "InvalidSignatureException"
+                | "UnrecognizedClientException"
+                | "MissingAuthenticationTokenException"
+                | "ExpiredTokenException",
+            ) => ErrorKind::AccessDenied,
             Some("ResourceNotFoundException") => ErrorKind::ResourceNotFound,
             Some("ClientLimitExceededException") => ErrorKind::ClientLimitExceeded,
             Some(_) => ErrorKind::Service,
@@ -178,6 +187,20 @@ mod tests {
             e.to_string(),
             "HTTP 403 AccessDeniedException: Signature expired (request id req-1)"
         );
+    }
+
+    #[test]
+    fn every_auth_failure_is_access_denied() {
+        for name in [
+            "AccessDeniedException",
+            "InvalidSignatureException:http://internal.amazon.com/coral/com.amazon.coral.service/",
+            "UnrecognizedClientException",
+            "MissingAuthenticationTokenException",
+            "ExpiredTokenException",
+        ] {
+            let e = Error::from_service_response(403, Some(name), None, None);
+            assert_eq!(e.kind, ErrorKind::AccessDenied, "{name}");
+        }
     }
 
     #[test]

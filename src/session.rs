@@ -207,11 +207,12 @@ impl Link {
             Ok(ws) => return Ok(ws),
             Err(r) => r,
         };
-        let corrected = match (rejection.error.kind, rejection.server_date) {
-            (ErrorKind::AccessDenied, Some(date)) => self.clock.correct_from(date),
-            _ => None,
-        };
-        match corrected {
+        let retry = self.clock.after_refusal(
+            rejection.error.http_status,
+            rejection.server_date,
+            &rejection.error.message,
+        );
+        match retry {
             Some(offset) => open().map_err(|r| {
                 r.error.in_step(&format!(
                     "connect (retried with the server's clock, {offset} s off)"

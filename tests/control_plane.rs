@@ -391,3 +391,65 @@ fn ice_calls_run_while_another_thread_blocks_in_recv() {
         assert_eq!(answer.message_type, MessageType::SdpAnswer);
     });
 }
+
+/// The viewer's one clock, every surface (issue: skew broke every HTTPS call). With the
+/// service's clock ±6 and ±20 minutes off: discovery, a direct connect, the first ICE fetch
+/// and a refresh after the service's clock moved again all succeed on their second attempt.
+/// (A skewed control-plane call is refused as `InvalidSignatureException` or
+/// `AccessDeniedException`, depending on the emulator version; both are handled.)
+#[test]
+fn every_surface_corrects_the_one_clock() {
+    for secs in [-1200_i64, -360, 360, 1200] {
+        let emu = start();
+        inject(&emu, Fault::ClockOffset { secs });
+        let refused = || {
+            emu.events()
+                .iter()
+                .filter(|e| e["type"] == "http_request" && e["status"] == 403)
+                .count()
+        };
+        let near = |offset: i64| (offset - secs).abs() <= 5;
+
+        // Discovery: Describe refused once, everything after signed right.
+        let v = Viewer::connect(&discovering(&emu)).expect("discovery corrects the clock");
+        assert!(near(v.stats().clock_offset_s), "{secs}: {:?}", v.stats());
+        assert_eq!(refused(), 1, "{secs}");
+        v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
+            .unwrap();
+        assert_eq!(
+            v.recv(Some(BOUND)).unwrap().message_type,
+            MessageType::SdpAnswer
+        );
+        v.close().unwrap();
+
+        // Direct connect (ARN + WSS endpoint): the upgrade is refused once, then the first
+        // ICE fetch (GetEndpoint + GetIceConfig) uses the offset the WebSocket learnt.
+        let env = emu.env();
+        let mut direct = discovering(&emu);
+        direct.channel_arn = env.channel_arn.clone();
+        direct.wss_endpoint = env.wss_endpoint.clone();
+        direct.client_id = "viewer-direct".into();
+        let v = Viewer::connect(&direct).expect("the upgrade corrects the clock");
+        assert!(near(v.stats().clock_offset_s), "{secs}: {:?}", v.stats());
+        assert_eq!(
+            v.ice_servers().expect("ICE with the learnt offset").len(),
+            3
+        );
+        assert_eq!(
+            refused(),
+            1,
+            "{secs}: the ICE fetch was signed right the first time"
+        );
+
+        // The service's clock moves again: the refresh is refused once and corrected.
+        inject(&emu, Fault::ClockOffset { secs: -secs });
+        assert_eq!(v.refresh_ice_servers().expect("refresh corrects").len(), 3);
+        assert!(
+            (v.stats().clock_offset_s + secs).abs() <= 5,
+            "{secs}: {:?}",
+            v.stats()
+        );
+        assert_eq!(refused(), 2, "{secs}");
+        v.close().unwrap();
+    }
+}
