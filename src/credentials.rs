@@ -10,8 +10,6 @@
 //!
 //! Errors start with `credentials:` and never carry a secret, a token or key material.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -20,9 +18,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use zeroize::Zeroizing;
 
+use crate::deadline::Deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sigv4::Credentials;
-use crate::validate::{self, WssEndpoint};
+use crate::validate::{self, Endpoint};
 
 /// Fetch again when the credentials are this close to their expiry (capped at half their
 /// lifetime, so short-lived credentials are not fetched on every use).
@@ -32,9 +31,8 @@ pub const DEFAULT_REFRESH_JITTER: f64 = 0.1;
 /// After a failed refresh (while the cached credentials still work), wait this long before
 /// asking the source again.
 pub const REFRESH_RETRY_INTERVAL: Duration = Duration::from_secs(5);
-/// TCP connect bound for the IoT credentials provider (the C SDK uses 3 s).
-pub const IOT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Bound of the whole IoT exchange (TLS + request + answer; the C SDK uses 5 s).
+/// Bound of the whole IoT exchange: DNS, TCP, TLS, request and answer (the C SDK allows 3 s
+/// to connect and 5 s in all).
 pub const IOT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The header AWS IoT reads the thing name from (not `x-amz-iot-thing-name`).
 pub const IOT_THING_NAME_HEADER: &str = "x-amzn-iot-thingname";
@@ -44,12 +42,14 @@ const MAX_IOT_RESPONSE: usize = 64 * 1024;
 /// Credentials together with the time after which the service refuses them.
 #[derive(Debug, Clone)]
 pub struct ExpiringCredentials {
+    /// What to sign with.
     pub credentials: Credentials,
     /// None = they do not expire (long-term IAM keys).
     pub expires_at: Option<OffsetDateTime>,
 }
 
 impl ExpiringCredentials {
+    /// `expires_at`: None for credentials that do not expire.
     pub fn new(credentials: Credentials, expires_at: Option<OffsetDateTime>) -> Self {
         ExpiringCredentials {
             credentials,
@@ -70,7 +70,8 @@ impl ExpiringCredentials {
     }
 }
 
-/// The C callback (or any closure) that fills in credentials on demand.
+/// A function that hands out credentials on demand (the C callback, or a closure given to
+/// [`CredentialSource::from_fn`]).
 pub type CredentialCallback = dyn Fn() -> Result<ExpiringCredentials> + Send + Sync;
 
 /// The AWS IoT credentials provider settings (config fields `iot_*`).
@@ -78,7 +79,9 @@ pub type CredentialCallback = dyn Fn() -> Result<ExpiringCredentials> + Send + S
 pub struct IotSettings {
     /// `https://host[:port]`: the account's `…credentials.iot.<region>.amazonaws.com`.
     pub endpoint: String,
+    /// The role alias whose role the credentials are for.
     pub role_alias: String,
+    /// The thing the certificate is attached to, sent as `x-amzn-iot-thingname`.
     pub thing_name: String,
     /// PEM device certificate (chain).
     pub cert_file: PathBuf,
@@ -113,6 +116,22 @@ impl std::fmt::Debug for CredentialSource {
 }
 
 impl CredentialSource {
+    /// A callback source from a closure of the application (a secure element, a vault). Its
+    /// error text (which must hold no secret) is reported as `KVS_ERR_ACCESS_DENIED`,
+    /// "credentials: the credentials callback failed: <text>".
+    pub fn from_fn(
+        f: impl Fn() -> std::result::Result<ExpiringCredentials, String> + Send + Sync + 'static,
+    ) -> CredentialSource {
+        CredentialSource::Callback(Arc::new(move || {
+            f().map_err(|why| {
+                Error::new(
+                    ErrorKind::AccessDenied,
+                    format!("the credentials callback failed: {why}"),
+                )
+            })
+        }))
+    }
+
     /// Checks the settings without any I/O (names the offending field).
     pub fn validate(&self) -> Result<()> {
         match self {
@@ -229,6 +248,7 @@ impl From<Credentials> for CredentialProvider {
 }
 
 impl CredentialProvider {
+    /// The source with the default refresh margin and jitter.
     pub fn new(source: CredentialSource) -> Self {
         Self::with_policy(source, DEFAULT_REFRESH_MARGIN, DEFAULT_REFRESH_JITTER)
     }
@@ -262,6 +282,7 @@ impl CredentialProvider {
         }
     }
 
+    /// Where the credentials come from.
     pub fn source(&self) -> &CredentialSource {
         &self.inner.source
     }
@@ -416,7 +437,7 @@ fn fmt_time(t: OffsetDateTime) -> String {
 
 impl IotSettings {
     /// Checks the fields without I/O; returns the parsed endpoint.
-    pub fn validate(&self) -> Result<WssEndpoint> {
+    pub fn validate(&self) -> Result<Endpoint> {
         let endpoint = validate::https_endpoint("iot_credentials_endpoint", &self.endpoint)?;
         // Role alias: `[\w=,@-]+`, 1..128 (IoT CreateRoleAlias).
         check_name("iot_role_alias", &self.role_alias, |b| {
@@ -554,12 +575,7 @@ fn iot_fetch(s: &IotSettings) -> Result<ExpiringCredentials> {
         "{base}/role-aliases/{}/credentials",
         crate::sigv4::uri_encode(&s.role_alias)
     );
-    let (status, body) = https_get(
-        &endpoint,
-        &connector,
-        &path,
-        &[(IOT_THING_NAME_HEADER, &s.thing_name)],
-    )?;
+    let (status, body) = iot_get(&endpoint, connector, &path, &s.thing_name)?;
     if status != 200 {
         // Error answers are `{"message": …}` (403 thing/certificate/policy, 404 alias); they
         // hold no credentials. The message is shortened, the body never shown otherwise.
@@ -580,6 +596,47 @@ fn iot_fetch(s: &IotSettings) -> Result<ExpiringCredentials> {
         return Err(e);
     }
     parse_iot_answer(&body)
+}
+
+/// The GET over the project's HTTP client, one connection, within [`IOT_REQUEST_TIMEOUT`].
+fn iot_get(
+    endpoint: &Endpoint,
+    connector: native_tls::TlsConnector,
+    path: &str,
+    thing_name: &str,
+) -> Result<(u16, Zeroizing<Vec<u8>>)> {
+    let client = crate::http::Client::new(connector, MAX_IOT_RESPONSE);
+    let headers = [
+        (IOT_THING_NAME_HEADER, thing_name.to_owned()),
+        ("accept", "application/json".to_owned()),
+        ("connection", "close".to_owned()),
+    ];
+    let request = crate::http::Request {
+        method: "GET",
+        path,
+        headers: &headers,
+        body: b"",
+    };
+    let answer = client
+        .send(endpoint, &request, &Deadline::after(IOT_REQUEST_TIMEOUT))
+        .map_err(|e| {
+            let hint = match e.kind {
+                ErrorKind::Tls => {
+                    " (the provider refused the device certificate, or its own certificate is \
+                     not trusted: check iot_cert_file, iot_key_file, iot_ca_file)"
+                }
+                ErrorKind::Network | ErrorKind::Timeout => " (provider unreachable)",
+                _ => "",
+            };
+            Error {
+                message: format!(
+                    "credentials: IoT credentials provider {}: {}{hint}",
+                    endpoint.host_header, e.message
+                ),
+                ..e
+            }
+        })?;
+    Ok((answer.status, Zeroizing::new(answer.body)))
 }
 
 /// Reads `{"credentials":{"accessKeyId","secretAccessKey","sessionToken","expiration"}}`.
@@ -613,178 +670,6 @@ pub fn parse_iot_answer(body: &[u8]) -> Result<ExpiringCredentials> {
     // serde_json keeps its own copy of the strings in `v`; wipe those too.
     drop(v);
     Ok(ExpiringCredentials::new(credentials, Some(expires_at)))
-}
-
-// TODO(http): switch to the project's HTTP/1.1 client (src/http.rs) once it is in main; this
-// private GET exists only because that client was not available yet.
-fn https_get(
-    endpoint: &WssEndpoint,
-    connector: &native_tls::TlsConnector,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Result<(u16, Zeroizing<Vec<u8>>)> {
-    let deadline = Instant::now() + IOT_REQUEST_TIMEOUT;
-    let where_ = format!("IoT credentials provider {}", endpoint.host_header);
-    let unreachable = |why: String| {
-        Error::new(
-            ErrorKind::Network,
-            format!("credentials: {where_} unreachable: {why}"),
-        )
-    };
-    let addrs: Vec<_> = (endpoint.host.as_str(), endpoint.port)
-        .to_socket_addrs()
-        .map_err(|e| unreachable(format!("cannot resolve {}: {e}", endpoint.host)))?
-        .collect();
-    let mut tcp = None;
-    let mut last = String::from("no address");
-    for addr in &addrs {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match TcpStream::connect_timeout(addr, IOT_CONNECT_TIMEOUT.min(left)) {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!("credentials: TCP connect to {where_} timed out"),
-                ));
-            }
-            Err(e) => last = format!("TCP connect to {addr}: {e}"),
-        }
-    }
-    let tcp = tcp.ok_or_else(|| unreachable(last))?;
-    let timeout = |what: &str| {
-        Error::new(
-            ErrorKind::Timeout,
-            format!("credentials: {where_}: {what} timed out"),
-        )
-    };
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(timeout("connect"));
-    }
-    tcp.set_read_timeout(Some(left))
-        .and_then(|()| tcp.set_write_timeout(Some(left)))
-        .map_err(|e| unreachable(format!("socket setup: {e}")))?;
-    let mut tls = match connector.connect(&endpoint.host, tcp) {
-        Ok(s) => s,
-        Err(native_tls::HandshakeError::WouldBlock(_)) => return Err(timeout("TLS handshake")),
-        Err(native_tls::HandshakeError::Failure(e)) => {
-            return Err(Error::new(
-                ErrorKind::Tls,
-                format!(
-                    "credentials: TLS handshake with {where_} failed (the provider refused the \
-                     device certificate, or its own certificate is not trusted: check \
-                     iot_cert_file, iot_key_file, iot_ca_file): {e}"
-                ),
-            ));
-        }
-    };
-    let mut request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n\
-         User-Agent: kvs-viewer/{}\r\nConnection: close\r\n",
-        endpoint.host_header,
-        env!("CARGO_PKG_VERSION")
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    tls.write_all(request.as_bytes())
-        .and_then(|()| tls.flush())
-        .map_err(|e| io_error(&where_, "sending the request", e))?;
-
-    let mut buf = Zeroizing::new(Vec::with_capacity(4096));
-    let mut chunk = Zeroizing::new([0u8; 4096]);
-    loop {
-        // Parse what arrived so far: done once the head and Content-Length bytes are in.
-        if let Some((status, start, len)) = parse_head(&buf)? {
-            if let Some(len) = len
-                && buf.len() >= start + len
-            {
-                return Ok((status, Zeroizing::new(buf[start..start + len].to_vec())));
-            }
-        }
-        if buf.len() > MAX_IOT_RESPONSE {
-            return Err(Error::new(
-                ErrorKind::Protocol,
-                format!("credentials: {where_}: the answer exceeds {MAX_IOT_RESPONSE} bytes"),
-            ));
-        }
-        let n = match tls.read(&mut chunk[..]) {
-            Ok(n) => n,
-            Err(e) => return Err(io_error(&where_, "reading the answer", e)),
-        };
-        if n == 0 {
-            // Closed: without Content-Length the body runs to the end of the connection.
-            return match parse_head(&buf)? {
-                Some((status, start, None)) => Ok((status, Zeroizing::new(buf[start..].to_vec()))),
-                _ => Err(Error::new(
-                    ErrorKind::Protocol,
-                    format!("credentials: {where_} closed the connection before answering fully"),
-                )),
-            };
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-fn io_error(where_: &str, what: &str, e: std::io::Error) -> Error {
-    // With TLS 1.3 the server checks the client certificate after the client's handshake is
-    // done: a refused device certificate shows up as an alert on the first read.
-    let tls_alert = e
-        .get_ref()
-        .is_some_and(|inner| inner.downcast_ref::<openssl::ssl::Error>().is_some());
-    if tls_alert {
-        return Error::new(
-            ErrorKind::Tls,
-            format!(
-                "credentials: {where_} refused the TLS session (is iot_cert_file a certificate \
-                 the provider knows?): {what}: {e}"
-            ),
-        );
-    }
-    let kind = match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
-        _ => ErrorKind::Network,
-    };
-    Error::new(kind, format!("credentials: {where_}: {what}: {e}"))
-}
-
-/// `(status, body start, Content-Length)` once the whole head arrived.
-fn parse_head(buf: &[u8]) -> Result<Option<(u16, usize, Option<usize>)>> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut resp = httparse::Response::new(&mut headers);
-    let bad = |why: String| {
-        Error::new(
-            ErrorKind::Protocol,
-            format!("credentials: the IoT credentials provider sent no valid HTTP answer: {why}"),
-        )
-    };
-    let start = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(bad(e.to_string())),
-    };
-    let status = resp.code.unwrap_or(0);
-    let mut len = None;
-    for h in resp.headers.iter() {
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(bad("chunked transfer encoding is not supported".into()));
-        }
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let v = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .ok_or_else(|| bad("bad Content-Length".into()))?;
-            if v > MAX_IOT_RESPONSE {
-                return Err(bad(format!("Content-Length {v} is too large")));
-            }
-            len = Some(v);
-        }
-    }
-    Ok(Some((status, start, len)))
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kvs_signaling_emulator::{Emulator, EmulatorConfig, Fault, IotConfig, IotEnv, IotKeyFormat};
-use kvs_viewer::credentials::CredentialCallback;
 use kvs_viewer::{
     CredentialProvider, CredentialSource, Credentials, Error, ErrorKind, ExpiringCredentials,
     IotSettings, MessageType, Viewer, ViewerConfig,
@@ -332,8 +331,8 @@ fn refusals_have_clear_codes_and_no_secret_anywhere() {
 fn shifted_provider(source: CredentialSource, offset: Arc<AtomicI64>) -> CredentialProvider {
     CredentialProvider::with_clock(
         source,
-        kvs_viewer::credentials::DEFAULT_REFRESH_MARGIN,
-        kvs_viewer::credentials::DEFAULT_REFRESH_JITTER,
+        kvs_viewer::DEFAULT_REFRESH_MARGIN,
+        kvs_viewer::DEFAULT_REFRESH_JITTER,
         Box::new(move || {
             OffsetDateTime::now_utc() + time::Duration::seconds(offset.load(Ordering::SeqCst))
         }),
@@ -399,7 +398,7 @@ fn the_callback_is_called_again_when_the_credentials_near_expiry() {
     let offset = Arc::new(AtomicI64::new(0));
     let calls = Arc::new(AtomicI64::new(0));
     let (o2, c2) = (offset.clone(), calls.clone());
-    let callback: Arc<CredentialCallback> = Arc::new(move || {
+    let source = CredentialSource::from_fn(move || {
         c2.fetch_add(1, Ordering::SeqCst);
         let now = OffsetDateTime::now_utc() + time::Duration::seconds(o2.load(Ordering::SeqCst));
         Ok(ExpiringCredentials::new(
@@ -411,7 +410,7 @@ fn the_callback_is_called_again_when_the_credentials_near_expiry() {
             Some(now + time::Duration::seconds(60)),
         ))
     });
-    let p = shifted_provider(CredentialSource::Callback(callback), offset.clone());
+    let p = shifted_provider(source, offset.clone());
     let creds = p.credentials().unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let v = Viewer::connect(&discovering_config(&emu, "cb-viewer", creds)).unwrap();
@@ -427,15 +426,11 @@ fn the_callback_is_called_again_when_the_credentials_near_expiry() {
     );
 
     // A failing callback with nothing cached is reported as such.
-    let failing: Arc<CredentialCallback> = Arc::new(|| {
-        Err(Error::new(
-            ErrorKind::AccessDenied,
-            "the secure element is locked",
-        ))
-    });
-    let e = CredentialProvider::new(CredentialSource::Callback(failing))
-        .credentials()
-        .unwrap_err();
+    let failing = CredentialSource::from_fn(|| Err("the secure element is locked".into()));
+    let e = CredentialProvider::new(failing).credentials().unwrap_err();
     assert_eq!(e.kind, ErrorKind::AccessDenied);
-    assert_eq!(e.message, "credentials: the secure element is locked");
+    assert_eq!(
+        e.message,
+        "credentials: the credentials callback failed: the secure element is locked"
+    );
 }

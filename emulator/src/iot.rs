@@ -27,6 +27,7 @@ use openssl::x509::{X509, X509NameBuilder};
 use serde_json::json;
 
 use crate::config::Credential;
+use crate::events::Event;
 use crate::http;
 use crate::server::{Shared, lock};
 use crate::tls::TlsMaterial;
@@ -353,7 +354,9 @@ pub(crate) fn accept_loop(shared: Arc<Shared>, provider: Arc<IotProvider>, liste
         let (s2, p2) = (shared.clone(), provider.clone());
         shared.spawn("emu-iot-conn", move || {
             if let Err(e) = handle(&s2, &p2, stream) {
-                s2.emit("iot_error", json!({ "error": e.to_string() }));
+                s2.emit(Event::ConnectionError {
+                    error: format!("IoT credentials provider: {e}"),
+                });
             }
         });
     }
@@ -392,10 +395,12 @@ fn handle(shared: &Shared, provider: &IotProvider, tcp: TcpStream) -> io::Result
     let mut tls = match provider.acceptor.accept(tcp) {
         Ok(s) => s,
         Err(e) => {
-            shared.emit(
-                "iot_refused",
-                json!({"reason": "tls_handshake", "error": e.to_string()}),
-            );
+            shared.emit(Event::IotRefused {
+                reason: "tls_handshake".into(),
+                status: None,
+                path: None,
+                error: Some(e.to_string()),
+            });
             if let HandshakeError::Failure(mut mid) = e {
                 linger(mid.get_mut());
             }
@@ -410,10 +415,12 @@ fn handle(shared: &Shared, provider: &IotProvider, tcp: TcpStream) -> io::Result
         return Ok(());
     };
     let refuse = |tls: &mut SslStream<TcpStream>, status: u16, reason: &str, message: String| {
-        shared.emit(
-            "iot_refused",
-            json!({"reason": reason, "status": status, "path": head.path}),
-        );
+        shared.emit(Event::IotRefused {
+            reason: reason.into(),
+            status: Some(status),
+            path: Some(head.path.clone()),
+            error: None,
+        });
         respond(shared, tls, status, &json!({ "message": message }))
     };
     let alias = head
@@ -473,11 +480,12 @@ fn handle(shared: &Shared, provider: &IotProvider, tcp: TcpStream) -> io::Result
         "sessionToken": cred.session_token,
         "expiration": expiration,
     }});
-    shared.emit(
-        "iot_credentials",
-        json!({"thing_name": registered_thing, "role_alias": alias,
-               "access_key_id": cred.access_key_id, "expiration": expiration}),
-    );
+    shared.emit(Event::IotCredentials {
+        thing_name: registered_thing,
+        role_alias: alias,
+        access_key_id: cred.access_key_id.clone(),
+        expiration: expiration.clone(),
+    });
     {
         let mut issued = lock(&shared.iot_issued);
         issued.retain(|c| c.expires_at.is_none_or(|e| e + KEEP_EXPIRED_SECS > now));

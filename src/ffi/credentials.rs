@@ -57,20 +57,6 @@ fn blank() -> Box<KvsCredentials> {
     })
 }
 
-/// Zeroes `creds` and sets `struct_size` (for testing a callback outside the library). NULL
-/// is ignored. Thread-safe.
-///
-/// # Safety
-/// `creds` must be NULL or point to writable memory for a `KvsCredentials`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn kvs_credentials_init(creds: *mut KvsCredentials) {
-    if creds.is_null() {
-        return;
-    }
-    // SAFETY: non-NULL and writable per the contract; `write` does not read the old value.
-    unsafe { creds.write(*blank()) };
-}
-
 /// The string in a fixed buffer; it must end within the buffer.
 fn buffer_str<'a>(buf: &'a [c_char], field: &str) -> Result<&'a str, Error> {
     // SAFETY: c_char and u8 have the same size and alignment; the slice covers the same memory.
