@@ -301,13 +301,17 @@ impl CredentialProvider {
     /// come, or when they expired. A failed refresh while the cached ones still work returns
     /// the cached ones (and tries again after [`REFRESH_RETRY_INTERVAL`]).
     pub fn current(&self) -> Result<ExpiringCredentials> {
+        self.current_at((self.inner.now)())
+    }
+
+    /// As [`current`](Self::current), judged at `now` (the viewer's skew-corrected clock).
+    pub fn current_at(&self, now: OffsetDateTime) -> Result<ExpiringCredentials> {
         // The environment is read at each use, so a changed variable takes effect at once.
         if matches!(self.inner.source, CredentialSource::Environment) {
             return self.inner.source.fetch();
         }
         // Held while fetching: concurrent signers wait for one fetch instead of each asking.
         let mut state = self.lock();
-        let now = (self.inner.now)();
         let usable = state.cached.as_ref().filter(|c| {
             c.value
                 .expires_at
@@ -377,8 +381,9 @@ impl CredentialProvider {
     /// The `X-Amz-Expires` to presign with: `wanted`, cut to what the current credentials
     /// have left.
     pub fn presign_expires_s(&self, wanted: u32) -> Result<u32> {
-        let c = self.current()?;
-        Ok(c.presign_expires_s(wanted, (self.inner.now)()))
+        let now = (self.inner.now)();
+        let c = self.current_at(now)?;
+        Ok(c.presign_expires_s(wanted, now))
     }
 
     /// When the cached credentials are due for a refresh (None: nothing cached, or they do not
@@ -398,6 +403,18 @@ impl CredentialProvider {
     /// How many times the source was asked (tests and diagnostics).
     pub fn fetch_count(&self) -> u64 {
         self.lock().fetches
+    }
+}
+
+impl crate::config::ViewerConfig {
+    /// The provider every signer of a viewer asks: `credential_source`, or the fixed
+    /// `credentials` (which never expire).
+    #[allow(dead_code)] // until the signers (session.rs, control_plane.rs) ask it
+    pub(crate) fn credential_provider(&self) -> CredentialProvider {
+        match &self.credential_source {
+            Some(p) => p.clone(),
+            None => self.credentials.clone().into(),
+        }
     }
 }
 

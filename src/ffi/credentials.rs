@@ -122,8 +122,6 @@ impl CCallback {
 }
 
 /// The callback as a credential source; None when `f` is NULL.
-// Used by read_config once the KvsViewerConfig fields are appended.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn callback_source(
     f: KvsCredentialsCallback,
     user_data: *mut c_void,
@@ -137,7 +135,6 @@ pub(crate) fn callback_source(
 ///
 /// # Safety
 /// Each pointer is NULL or NUL-terminated.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) unsafe fn iot_settings(
     endpoint: *const c_char,
     role_alias: *const c_char,
