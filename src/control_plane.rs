@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 
 use crate::clock::Clock;
 use crate::config::ViewerConfig;
+use crate::credentials::CredentialProvider;
 use crate::deadline::Deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{self, Request};
@@ -106,7 +107,8 @@ pub fn signed_headers(
 /// The HTTPS client of the three calls. Cheap to keep; thread-safe.
 pub(crate) struct ControlPlane {
     http: http::Client,
-    credentials: Credentials,
+    /// Asked at every signature (credentials.rs).
+    credentials: CredentialProvider,
     region: String,
     url: Endpoint,
     /// The viewer's clock; a skewed 403 corrects it for every later signature.
@@ -128,7 +130,7 @@ impl ControlPlane {
         };
         Ok(ControlPlane {
             http: http::Client::new(tls, MAX_RESPONSE_BYTES),
-            credentials: config.credentials.clone(),
+            credentials: config.credential_provider(),
             region: config.region.clone(),
             url,
             clock,
@@ -201,8 +203,9 @@ impl ControlPlane {
         let path = format!("{}/{op}", base.path.trim_end_matches('/'));
         let mut retried_with: Option<i64> = None;
         loop {
+            let signing = self.credentials.current_at(self.clock.now())?.credentials;
             let headers = signed_headers(
-                &self.credentials,
+                &signing,
                 &self.region,
                 &base.host_header,
                 &path,
@@ -223,7 +226,7 @@ impl ControlPlane {
                 return Ok(answer.body);
             }
             let (body_type, message) = parse_error_body(&answer.body);
-            let message = message.map(|m| self.credentials.redact(&m));
+            let message = message.map(|m| signing.redact(&m));
             let error = Error::from_service_response(
                 answer.status,
                 answer

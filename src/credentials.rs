@@ -409,7 +409,6 @@ impl CredentialProvider {
 impl crate::config::ViewerConfig {
     /// The provider every signer of a viewer asks: `credential_source`, or the fixed
     /// `credentials` (which never expire).
-    #[allow(dead_code)] // until the signers (session.rs, control_plane.rs) ask it
     pub(crate) fn credential_provider(&self) -> CredentialProvider {
         match &self.credential_source {
             Some(p) => p.clone(),

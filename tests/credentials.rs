@@ -434,3 +434,79 @@ fn the_callback_is_called_again_when_the_credentials_near_expiry() {
         "credentials: the credentials callback failed: the secure element is locked"
     );
 }
+
+/// A viewer whose config names the IoT provider (`credential_source`): discovery, the
+/// WebSocket, ICE refreshes and reconnects all sign with it. 4 s credentials (refresh due
+/// 2 s, half the lifetime, plus up to 0.4 s jitter before expiry) across three lifetimes
+/// while the viewer keeps exchanging messages; each connection drop is answered by a reconnect
+/// with the credentials of the moment, never expired ones.
+#[test]
+fn a_connected_viewer_keeps_working_across_credential_lifetimes() {
+    let emu = Emulator::start(EmulatorConfig {
+        iot: Some(IotConfig {
+            credential_seconds: 4,
+            ..IotConfig::default()
+        }),
+        // Each offer takes ~200 ms to be answered: the exchange paces the test.
+        answer_candidates: 1,
+        candidate_delay_ms: 200,
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let provider = iot_provider(settings(&iot_env(&emu)));
+    let mut cfg = discovering_config(&emu, "long-lived", Credentials::new("", "", None));
+    cfg.credential_source = Some(provider.clone());
+    let mut v = Viewer::connect(&cfg).expect("connects with IoT credentials");
+    let first = accepted_keys(&emu);
+    assert_eq!(first.len(), 4, "{first:?}");
+    assert!(first.iter().all(|k| k.starts_with("ASIA")));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut reconnects = 0;
+    while provider.fetch_count() < 4 {
+        assert!(std::time::Instant::now() < deadline, "bounded");
+        v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
+            .unwrap();
+        loop {
+            let m = v.recv(Some(BOUND)).expect("answer and candidates");
+            if m.message_type == MessageType::IceCandidate {
+                break;
+            }
+        }
+        if provider
+            .refresh_at()
+            .is_some_and(|at| OffsetDateTime::now_utc() >= at)
+        {
+            // What the reconnect machinery does: a new connection, signed anew.
+            emu.inject(Fault::DropConnection { client_id: None })
+                .unwrap();
+            // Nothing is pending: the answer and the one candidate were taken.
+            let e = v.recv(Some(BOUND)).expect_err("the drop is reported");
+            assert_eq!(e.kind, ErrorKind::Closed, "{e}");
+            v.reconnect().expect("reconnects with fresh credentials");
+            v.refresh_ice_servers()
+                .expect("GetIceServerConfig with fresh credentials");
+            reconnects += 1;
+        }
+    }
+    v.close().unwrap();
+    assert!(reconnects >= 3, "{reconnects}");
+    // Every Connect was signed by credentials the emulator had issued and not yet expired
+    // (it refuses expired ones), and each lifetime brought new ones.
+    let issued = emu.iot_issued_credentials();
+    let connects: Vec<String> = emu
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "auth" && e["operation"] == "Connect")
+        .inspect(|e| assert_eq!(e["verdict"], "accepted", "{e}"))
+        .map(|e| e["access_key_id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut distinct = connects.clone();
+    distinct.dedup();
+    assert!(distinct.len() >= 4, "{connects:?}");
+    assert!(
+        distinct
+            .iter()
+            .all(|k| issued.iter().any(|i| &i.access_key_id == k))
+    );
+}
