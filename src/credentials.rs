@@ -664,10 +664,10 @@ pub fn parse_iot_answer(body: &[u8]) -> Result<ExpiringCredentials> {
             format!("credentials: the IoT credentials provider's answer is not usable: {why}"),
         )
     };
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| unusable("not JSON"))?;
-    let c = v
-        .get("credentials")
-        .ok_or_else(|| unusable("no \"credentials\" object"))?;
+    let v = WipedJson(serde_json::from_slice(body).map_err(|_| unusable("not JSON"))?);
+    let c =
+        v.0.get("credentials")
+            .ok_or_else(|| unusable("no \"credentials\" object"))?;
     let field = |name: &str| -> Result<Zeroizing<String>> {
         c.get(name)
             .and_then(|x| x.as_str())
@@ -683,9 +683,25 @@ pub fn parse_iot_answer(body: &[u8]) -> Result<ExpiringCredentials> {
         .map_err(|_| unusable("credentials.expiration is not an ISO 8601 date"))?;
     let credentials = Credentials::new(&akid, &secret, Some(&token));
     check_credentials(&credentials, "credentials.").map_err(|e| unusable(&e.message))?;
-    // serde_json keeps its own copy of the strings in `v`; wipe those too.
-    drop(v);
     Ok(ExpiringCredentials::new(credentials, Some(expires_at)))
+}
+
+/// Parsed JSON whose strings (the secret, the token) are wiped when it is dropped.
+struct WipedJson(serde_json::Value);
+
+impl Drop for WipedJson {
+    fn drop(&mut self) {
+        fn wipe(v: &mut serde_json::Value) {
+            use zeroize::Zeroize;
+            match v {
+                serde_json::Value::String(s) => s.zeroize(),
+                serde_json::Value::Array(a) => a.iter_mut().for_each(wipe),
+                serde_json::Value::Object(m) => m.values_mut().for_each(wipe),
+                _ => {}
+            }
+        }
+        wipe(&mut self.0);
+    }
 }
 
 #[cfg(test)]
