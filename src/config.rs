@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::envelope::MAX_PAYLOAD;
 use crate::error::{Error, Result};
 use crate::sigv4::Credentials;
 use crate::validate::{self, Endpoint};
@@ -70,6 +71,11 @@ pub struct ViewerConfig {
     pub ping_interval: Duration,
     /// Bound of a `send` waiting for the connection to take the frame.
     pub send_timeout: Duration,
+    /// Largest received payload (decoded, bytes) delivered; a larger message is skipped and
+    /// counted in [`Stats::messages_oversized`](crate::Stats::messages_oversized), so it can
+    /// never block the messages behind it. Default [`MAX_PAYLOAD`](crate::MAX_PAYLOAD), the
+    /// most the service relays.
+    pub max_message_len: usize,
 }
 
 impl ViewerConfig {
@@ -94,6 +100,7 @@ impl ViewerConfig {
             presign_expires_s: DEFAULT_PRESIGN_EXPIRES_S,
             ping_interval: DEFAULT_PING_INTERVAL,
             send_timeout: DEFAULT_SEND_TIMEOUT,
+            max_message_len: MAX_PAYLOAD,
         }
     }
 
@@ -147,6 +154,12 @@ impl ViewerConfig {
         }
         if self.send_timeout.is_zero() {
             return Err(Error::invalid("send_timeout", "must be greater than zero"));
+        }
+        if self.max_message_len == 0 {
+            return Err(Error::invalid(
+                "max_message_len",
+                "must be greater than zero",
+            ));
         }
         Ok(endpoint)
     }

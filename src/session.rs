@@ -52,6 +52,9 @@ pub struct Stats {
     pub waiting_receivers: u32,
     /// Successful `reconnect` calls.
     pub reconnects: u64,
+    /// Messages skipped because their payload was larger than `max_message_len` (also
+    /// counted in `frames_skipped`). They never block the queue.
+    pub messages_oversized: u64,
 }
 
 struct Outgoing {
@@ -235,6 +238,7 @@ impl Link {
             shared: shared.clone(),
             ping_interval: self.config.ping_interval,
             close_timeout: self.config.connect_timeout,
+            max_message_len: self.config.max_message_len,
             last_heard: Instant::now(),
             ping_sent_at: None,
             closing_since: None,
@@ -525,6 +529,8 @@ struct Connection {
     closing_since: Option<Instant>,
     /// The server's close frame (code, reason), once it sent one.
     server_close: Option<(u16, String)>,
+    /// Largest payload delivered; larger ones are skipped and counted.
+    max_message_len: usize,
 }
 
 /// What the timers ask of the loop.
@@ -717,6 +723,16 @@ impl Connection {
         let mut state = self.shared.lock();
         state.stats.frames_received += 1;
         match decoded {
+            Ok(Some(message)) if message.payload.len() > self.max_message_len => {
+                state.stats.frames_skipped += 1;
+                state.stats.messages_oversized += 1;
+                state.stats.last_skip_reason = Some(format!(
+                    "{} with a {}-byte payload, over max_message_len {}",
+                    message.message_type.name(),
+                    message.payload.len(),
+                    self.max_message_len
+                ));
+            }
             Ok(Some(message)) => {
                 state.inbound.push_back(message);
                 drop(state);

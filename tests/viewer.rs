@@ -804,3 +804,54 @@ fn discovery_and_upgrade_share_one_deadline() {
     c.control_plane_url = Some(env.control_plane_url.clone());
     times_out_on_time(c, "WebSocket upgrade");
 }
+
+/// An oversized message is skipped and counted, and the message behind it is delivered
+/// (it used to stay queued forever with BUFFER_TOO_SMALL, blocking the answer behind it).
+#[test]
+fn oversized_messages_are_skipped_and_never_block_the_queue() {
+    use base64::Engine;
+    let emu = start(EmulatorConfig::default());
+    let v = connect(&emu, "viewer-big");
+    let candidate = |len: usize| {
+        let payload = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; len]);
+        RawFrame::Text(format!(
+            r#"{{"messageType":"ICE_CANDIDATE","senderClientId":"","messagePayload":"{payload}"}}"#
+        ))
+    };
+    for frame in [RawFrame::Oversized, candidate(7501), candidate(7500)] {
+        emu.inject(Fault::SendRaw {
+            client_id: Some("viewer-big".into()),
+            frame,
+        })
+        .unwrap();
+    }
+    let m = recv(&v);
+    assert_eq!(m.payload.len(), 7500, "the two larger ones were skipped");
+    let stats = v.stats();
+    assert_eq!(
+        (stats.messages_oversized, stats.frames_skipped),
+        (2, 2),
+        "{stats:?}"
+    );
+    assert!(
+        stats
+            .last_skip_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("7501-byte")),
+        "{stats:?}"
+    );
+    v.close().unwrap();
+
+    // A larger limit lets them through.
+    let mut c = config_for(&emu, "viewer-bigger");
+    c.max_message_len = 200 * 1024;
+    let v = Viewer::connect(&c).unwrap();
+    emu.inject(Fault::SendRaw {
+        client_id: Some("viewer-bigger".into()),
+        frame: RawFrame::Oversized,
+    })
+    .unwrap();
+    assert!(recv(&v).payload.len() > 7500);
+    assert_eq!(v.stats().messages_oversized, 0);
+    v.close().unwrap();
+}
