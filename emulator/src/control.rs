@@ -339,15 +339,16 @@ fn get_endpoint(shared: &Shared, body: &Map<String, Value>) -> Result<Value, Api
             c.name
         )));
     }
-    // The service hands out per-role hosts (v-… for viewers, m-… for masters); here one listener
-    // serves both roles, so the endpoints are the same and the role only shows in the event log.
+    // The service hands out per-role hosts (v-… for viewers, m-… for masters); with advertised
+    // host names so does the emulator (one listener serves them all). The service's hosts are
+    // per channel too; ours are per emulator, so one hosts-file line covers every channel.
     let list: Vec<Value> = protocols
         .iter()
         .map(|p| {
-            let ep = if p == "WSS" {
-                &shared.wss_endpoint
-            } else {
-                &shared.https_endpoint
+            let ep = match (p.as_str(), role) {
+                ("WSS", "MASTER") => &shared.master_wss_endpoint,
+                ("WSS", _) => &shared.wss_endpoint,
+                _ => &shared.https_endpoint,
             };
             json!({"Protocol": p, "ResourceEndpoint": ep})
         })

@@ -159,7 +159,10 @@ pub(crate) struct Shared {
     pub shutdown: AtomicBool,
     pub next_conn: AtomicU64,
     pub threads: Mutex<Vec<JoinHandle<()>>>,
+    /// VIEWER WSS endpoint.
     pub wss_endpoint: String,
+    /// MASTER WSS endpoint.
+    pub master_wss_endpoint: String,
     pub https_endpoint: String,
 }
 
