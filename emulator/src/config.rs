@@ -212,6 +212,18 @@ pub enum Operation {
     GetIceConfig,
     /// `POST /createSignalingChannel`.
     CreateChannel,
+    /// `POST /listSignalingChannels`.
+    ListChannels,
+    /// `POST /deleteSignalingChannel`.
+    DeleteChannel,
+    /// `POST /updateSignalingChannel`.
+    UpdateChannel,
+    /// `POST /TagResource`.
+    TagResource,
+    /// `POST /UntagResource`.
+    UntagResource,
+    /// `POST /ListTagsForResource`.
+    ListTags,
     /// Any of the above.
     Any,
 }
@@ -225,6 +237,12 @@ impl Operation {
             Operation::GetEndpoint => "GetSignalingChannelEndpoint",
             Operation::GetIceConfig => "GetIceServerConfig",
             Operation::CreateChannel => "CreateSignalingChannel",
+            Operation::ListChannels => "ListSignalingChannels",
+            Operation::DeleteChannel => "DeleteSignalingChannel",
+            Operation::UpdateChannel => "UpdateSignalingChannel",
+            Operation::TagResource => "TagResource",
+            Operation::UntagResource => "UntagResource",
+            Operation::ListTags => "ListTagsForResource",
             Operation::Any => "Any",
         }
     }

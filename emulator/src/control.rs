@@ -49,7 +49,10 @@ pub fn valid_arn(s: &str) -> bool {
         && res[2].bytes().all(|b| b.is_ascii_digit())
 }
 
-fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, ApiError> {
+pub(crate) fn str_field<'a>(
+    body: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, ApiError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -61,13 +64,13 @@ fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a 
     }
 }
 
-fn validation(field: &str, value: &str, constraint: &str) -> ApiError {
+pub(crate) fn validation(field: &str, value: &str, constraint: &str) -> ApiError {
     ApiError::invalid(format!(
         "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: {constraint}"
     ))
 }
 
-fn check_arn(arn: Option<&str>, field: &str) -> Result<String, ApiError> {
+pub(crate) fn check_arn(arn: Option<&str>, field: &str) -> Result<String, ApiError> {
     let Some(arn) = arn else {
         return Err(ApiError::invalid(format!("{field} is required")));
     };
@@ -81,7 +84,7 @@ fn check_arn(arn: Option<&str>, field: &str) -> Result<String, ApiError> {
     Ok(arn.to_string())
 }
 
-fn channel_json(c: &Channel) -> Value {
+pub(crate) fn channel_json(c: &Channel) -> Value {
     json!({
         "ChannelARN": c.arn,
         "ChannelName": c.name,
@@ -106,6 +109,12 @@ pub(crate) fn handle(
         ("POST", "/getSignalingChannelEndpoint") => Some(Operation::GetEndpoint),
         ("POST", "/createSignalingChannel") => Some(Operation::CreateChannel),
         ("POST", "/v1/get-ice-server-config") => Some(Operation::GetIceConfig),
+        ("POST", "/listSignalingChannels") => Some(Operation::ListChannels),
+        ("POST", "/deleteSignalingChannel") => Some(Operation::DeleteChannel),
+        ("POST", "/updateSignalingChannel") => Some(Operation::UpdateChannel),
+        ("POST", "/TagResource") => Some(Operation::TagResource),
+        ("POST", "/UntagResource") => Some(Operation::UntagResource),
+        ("POST", "/ListTagsForResource") => Some(Operation::ListTags),
         _ => None,
     };
     let result = match op {
@@ -220,6 +229,12 @@ fn dispatch(shared: &Shared, head: &Head, body: &[u8], op: Operation) -> Result<
         Operation::GetEndpoint => get_endpoint(shared, &obj),
         Operation::CreateChannel => create(shared, &obj),
         Operation::GetIceConfig => ice_config(shared, &obj),
+        Operation::ListChannels => crate::manage::list(shared, &obj),
+        Operation::DeleteChannel => crate::manage::delete(shared, &obj),
+        Operation::UpdateChannel => crate::manage::update(shared, &obj),
+        Operation::TagResource => crate::manage::tag(shared, &obj),
+        Operation::UntagResource => crate::manage::untag(shared, &obj),
+        Operation::ListTags => crate::manage::list_tags(shared, &obj),
         Operation::Connect | Operation::Any => {
             Err(ApiError::new(404, "UnknownOperationException", ""))
         }
@@ -391,6 +406,10 @@ fn create(shared: &Shared, body: &Map<String, Value>) -> Result<Value, ApiError>
             "Member must have value between 5 and 120",
         ));
     }
+    let tags = match body.get("Tags") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(t) => crate::manage::parse_tags(t)?,
+    };
     let mut channels = lock(&shared.channels);
     if channels.iter().any(|c| c.name == name) {
         return Err(ApiError::new(
@@ -399,7 +418,8 @@ fn create(shared: &Shared, body: &Map<String, Value>) -> Result<Value, ApiError>
             format!("The signaling channel {name} already exists."),
         ));
     }
-    let c = shared.new_channel(name, ctype, ttl);
+    let mut c = shared.new_channel(name, ctype, ttl);
+    crate::manage::merge_tags(&mut c.tags, tags)?;
     let arn = c.arn.clone();
     channels.push(c);
     drop(channels);

@@ -21,6 +21,7 @@ mod config;
 mod control;
 pub mod events;
 mod http;
+mod manage;
 mod sdp;
 mod server;
 mod signaling;

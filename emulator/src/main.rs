@@ -58,7 +58,9 @@ OPTIONS:
     --handshake-delay-ms N       Delay every WebSocket upgrade answer by N ms
     --fail OP:STATUS:TYPE[:COUNT]
                                  Answer the next COUNT (default 1) OP requests with STATUS/TYPE;
-                                 OP = Connect|Describe|GetEndpoint|GetIceConfig|CreateChannel|Any
+                                 OP = Connect|Describe|GetEndpoint|GetIceConfig|CreateChannel|
+                                 ListChannels|DeleteChannel|UpdateChannel|TagResource|
+                                 UntagResource|ListTags|Any
                                  (may be repeated), e.g. --fail Connect:503:ServiceUnavailableException:2
     --accept-host-without-port   Also accept signatures over the Host without its port
     --error-type-suffix S        Append ':S' to x-amzn-ErrorType values
@@ -85,6 +87,12 @@ fn parse_operation(s: &str) -> Result<Operation, String> {
         "GetEndpoint" => Operation::GetEndpoint,
         "GetIceConfig" => Operation::GetIceConfig,
         "CreateChannel" => Operation::CreateChannel,
+        "ListChannels" => Operation::ListChannels,
+        "DeleteChannel" => Operation::DeleteChannel,
+        "UpdateChannel" => Operation::UpdateChannel,
+        "TagResource" => Operation::TagResource,
+        "UntagResource" => Operation::UntagResource,
+        "ListTags" => Operation::ListTags,
         "Any" => Operation::Any,
         _ => return Err(format!("unknown operation '{s}'")),
     })
