@@ -19,3 +19,6 @@ pub use ice::IceServer;
 pub use session::{Stats, Viewer};
 pub use sigv4::Credentials;
 pub mod ffi;
+#[doc(hidden)]
+pub mod fuzzing;
+pub(crate) mod payload;
