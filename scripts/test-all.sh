@@ -7,7 +7,7 @@
 # Installs what is missing (apt-get update once, then cmake pkg-config libssl-dev valgrind
 # gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., rustup targets, botocore), then runs
 # the stages below, printing each one's duration, and ends with "N passed, N failed".
-# Stages: fmt clippy cargo-test fuzz host consumer cross-aarch64 cross-armv7 demo
+# Stages: fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 demo
 #
 # Environment: KVS_TEST_DIR (default build/test), KVS_SKIP_ARMV7=1 to skip the armv7 stage,
 # KVS_FUZZ_SECONDS (default 20) per fuzz target.
@@ -20,7 +20,7 @@ test_dir="${KVS_TEST_DIR:-$KVS_ROOT/build/test}"
 mkdir -p "$test_dir"
 emulator="${CARGO_TARGET_DIR:-$KVS_ROOT/target}/release/kvs-signaling-emulator"
 
-all_stages=(fmt clippy cargo-test fuzz host consumer cross-aarch64 cross-armv7 demo)
+all_stages=(fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 demo)
 if [ $# -gt 0 ]; then
   selected=("$@")
   for s in "${selected[@]}"; do
@@ -125,6 +125,9 @@ stage_fuzz() {
     printf 'fuzz %-18s %s\n' "$t" "$(grep -m1 '^Done ' "$log")"
   done
 }
+
+# The emulator as a product: cargo install, the installed binary, its admin API.
+stage_emulator() { bash emulator/tests/product.sh "$test_dir/emulator"; }
 
 # Host: library (release profile, system OpenSSL) + C tests under valgrind, shared and static.
 stage_host() {
