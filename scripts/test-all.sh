@@ -7,9 +7,10 @@
 # Installs what is missing (apt-get update once, then cmake pkg-config libssl-dev valgrind
 # gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., rustup targets, botocore), then runs
 # the stages below, printing each one's duration, and ends with "N passed, N failed".
-# Stages: fmt clippy cargo-test emulator host consumer cross-aarch64 cross-armv7 demo
+# Stages: fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 demo
 #
-# Environment: KVS_TEST_DIR (default build/test), KVS_SKIP_ARMV7=1 to skip the armv7 stage.
+# Environment: KVS_TEST_DIR (default build/test), KVS_SKIP_ARMV7=1 to skip the armv7 stage,
+# KVS_FUZZ_SECONDS (default 20) per fuzz target.
 set -uo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -19,7 +20,7 @@ test_dir="${KVS_TEST_DIR:-$KVS_ROOT/build/test}"
 mkdir -p "$test_dir"
 emulator="${CARGO_TARGET_DIR:-$KVS_ROOT/target}/release/kvs-signaling-emulator"
 
-all_stages=(fmt clippy cargo-test emulator host consumer cross-aarch64 cross-armv7 demo)
+all_stages=(fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 demo)
 if [ $# -gt 0 ]; then
   selected=("$@")
   for s in "${selected[@]}"; do
@@ -82,6 +83,17 @@ stage_setup() {
       python3 -m pip install --quiet --break-system-packages botocore ||
       kvs_apt_ensure python3-botocore
   fi
+  if want fuzz; then
+    rustup run nightly cargo --version >/dev/null 2>&1 ||
+      rustup toolchain install nightly --profile minimal
+    if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+      local start=$SECONDS
+      kvs_log "cargo install cargo-fuzz"
+      cargo install cargo-fuzz --locked
+      printf 'cargo-fuzz installed in %s\n' "$(kvs_fmt_secs $((SECONDS - start)))"
+    fi
+    cargo +nightly fuzz --version
+  fi
   cmake --version | head -n1
   cargo --version
   qemu-aarch64 --version | head -n1
@@ -92,6 +104,27 @@ stage_fmt() { cargo fmt --all -- --check; }
 stage_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
 
 stage_cargo_test() { cargo test --workspace; }
+
+# Every fuzz target (fuzz/, libFuzzer + ASan, nightly) for KVS_FUZZ_SECONDS, starting from the
+# committed seeds in fuzz/corpus/<target>; what the fuzzer finds goes to a scratch corpus. Any
+# crash fails the stage and leaves the input in fuzz/artifacts/<target>/.
+stage_fuzz() {
+  local secs="${KVS_FUZZ_SECONDS:-20}" dir="$test_dir/fuzz" start=$SECONDS t log
+  cargo +nightly fuzz build
+  printf 'fuzz targets built in %s\n' "$(kvs_fmt_secs $((SECONDS - start)))"
+  for t in $(cargo +nightly fuzz list); do
+    mkdir -p "$dir/corpus/$t"
+    log="$dir/$t.log"
+    if ! cargo +nightly fuzz run "$t" "$dir/corpus/$t" "fuzz/corpus/$t" -- \
+        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1; then
+      tail -n 60 "$log"
+      printf 'fuzz %s FAILED; reproduce: cargo +nightly fuzz run %s fuzz/artifacts/%s/<file>\n' \
+        "$t" "$t" "$t"
+      return 1
+    fi
+    printf 'fuzz %-18s %s\n' "$t" "$(grep -m1 '^Done ' "$log")"
+  done
+}
 
 # The emulator as a product: cargo install, the installed binary, its admin API.
 stage_emulator() { bash emulator/tests/product.sh "$test_dir/emulator"; }
