@@ -7,8 +7,8 @@
 # Installs what is missing (apt-get update once, then cmake pkg-config libssl-dev valgrind
 # gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., rustup targets, botocore), then runs
 # the stages below, printing each one's duration, and ends with "N passed, N failed".
-# Stages: fmt clippy cargo-test host consumer cross-aarch64 cross-armv7 cross-vendored readme demo
-# (cross-aarch64 and cross-armv7 build against sysroots that scripts/sysroot.sh assembles from
+# Stages: fmt clippy cargo-test emulator host consumer cross-aarch64 cross-armv7 cross-vendored
+# readme demo (cross-aarch64 and cross-armv7 build against sysroots that scripts/sysroot.sh assembles from
 # Debian's target packages, cached in build/sysroot; cross-vendored is the no-sysroot route,
 # armv7 with OpenSSL built from source; readme runs the README's marked snippets).
 #
@@ -24,7 +24,7 @@ emulator="${CARGO_TARGET_DIR:-$KVS_ROOT/target}/release/kvs-signaling-emulator"
 
 kvs_version="$(sed -n 's/^version = "\([0-9.]*\)"$/\1/p' "$KVS_ROOT/Cargo.toml" | head -n1)"
 
-all_stages=(fmt clippy cargo-test host consumer cross-aarch64 cross-armv7 cross-vendored readme demo)
+all_stages=(fmt clippy cargo-test emulator host consumer cross-aarch64 cross-armv7 cross-vendored readme demo)
 if [ $# -gt 0 ]; then
   selected=("$@")
   for s in "${selected[@]}"; do
@@ -97,6 +97,9 @@ stage_fmt() { cargo fmt --all -- --check; }
 stage_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
 
 stage_cargo_test() { cargo test --workspace; }
+
+# The emulator as a product: cargo install, the installed binary, its admin API.
+stage_emulator() { bash emulator/tests/product.sh "$test_dir/emulator"; }
 
 # Host: library (release profile, system OpenSSL) + C tests under valgrind, shared and static.
 stage_host() {
