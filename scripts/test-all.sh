@@ -7,7 +7,7 @@
 # Installs what is missing (apt-get update once, then cmake pkg-config libssl-dev valgrind
 # gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., rustup targets, botocore), then runs
 # the stages below, printing each one's duration, and ends with "N passed, N failed".
-# Stages: fmt clippy cargo-test host consumer cross-aarch64 cross-armv7 demo
+# Stages: fmt clippy cargo-test host consumer cross-aarch64 cross-armv7 demo media
 #
 # Environment: KVS_TEST_DIR (default build/test), KVS_SKIP_ARMV7=1 to skip the armv7 stage.
 set -uo pipefail
@@ -19,7 +19,7 @@ test_dir="${KVS_TEST_DIR:-$KVS_ROOT/build/test}"
 mkdir -p "$test_dir"
 emulator="${CARGO_TARGET_DIR:-$KVS_ROOT/target}/release/kvs-signaling-emulator"
 
-all_stages=(fmt clippy cargo-test host consumer cross-aarch64 cross-armv7 demo)
+all_stages=(fmt clippy cargo-test host consumer cross-aarch64 cross-armv7 demo media)
 if [ $# -gt 0 ]; then
   selected=("$@")
   for s in "${selected[@]}"; do
@@ -68,6 +68,9 @@ stage_setup() {
               gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
   if [ "${KVS_SKIP_ARMV7:-0}" != 1 ]; then
     pkgs+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
+  fi
+  if want media; then
+    pkgs+=("${media_pkgs[@]}")
   fi
   kvs_apt_ensure "${pkgs[@]}"
   kvs_rust_target_ensure aarch64-unknown-linux-gnu
@@ -177,6 +180,30 @@ stage_cross_armv7() {
 }
 
 stage_demo() { bash scripts/demo.sh; }
+
+# GStreamer for examples-c/gst-viewer and the media master (Debian's python3 runs the master: it
+# needs PyGObject, websockets and botocore from the same distribution). iproute2 for the test's
+# network namespace.
+media_pkgs=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+            gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+            gstreamer1.0-nice libjson-glib-dev python3 python3-gi gir1.2-gstreamer-1.0
+            gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 python3-websockets
+            python3-botocore iproute2 util-linux)
+
+# Live video: the installed library + examples-c/gst-viewer, the emulator relaying to the media
+# master (tests/media), in a network namespace of their own; four scenarios (tests/media/run.sh).
+stage_media() {
+  kvs_build_emulator >/dev/null
+  local dir="$test_dir/media"
+  rm -rf "$dir"
+  cmake -S . -B "$dir/lib" -DCMAKE_BUILD_TYPE=Release -DKVS_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$dir/lib" >/dev/null
+  cmake --install "$dir/lib" --prefix "$dir/prefix" >/dev/null
+  cmake -S examples-c/gst-viewer -B "$dir/gst-viewer" -DCMAKE_BUILD_TYPE=Release \
+    "-DCMAKE_PREFIX_PATH=$dir/prefix" -DKVS_EXAMPLES_WERROR=ON >/dev/null
+  cmake --build "$dir/gst-viewer" >/dev/null
+  timeout 600 bash tests/media/run.sh "$dir/gst-viewer/gst-viewer" "$emulator" "$dir/run"
+}
 
 # ---------------------------------------------------------------------------------------------
 
