@@ -127,6 +127,8 @@ static void on_offer_created(GstPromise *promise, gpointer data) {
 }
 
 static void on_negotiation_needed(GstElement *webrtc, gpointer data) {
+  static gint negotiated; /* one transceiver, one offer: this viewer never renegotiates */
+  if (!g_atomic_int_compare_and_exchange(&negotiated, 0, 1)) return;
   GstPromise *promise = gst_promise_new_with_change_func(on_offer_created, data, NULL);
   g_signal_emit_by_name(webrtc, "create-offer", NULL, promise);
 }
