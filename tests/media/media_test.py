@@ -136,7 +136,7 @@ def last_frames(viewer):
     return 0
 
 
-def run_scenario(args, name, master_flags=(), fault=None, frames=30):
+def run_scenario(args, name, master_flags=(), fault=None, expect=None, frames=30):
     work = os.path.join(args.work, name)
     os.makedirs(work, exist_ok=True)
     procs = []
@@ -166,7 +166,7 @@ def run_scenario(args, name, master_flags=(), fault=None, frames=30):
             viewer.wait_frames(15, 20)
             at_fault = last_frames(viewer)
             admin(emu_env, "/fault", fault)
-            viewer.wait_line(r"^signaling: .*reconnected in \d+ ms", 20)
+            viewer.wait_line(rf"^signaling: {expect}, reconnected in \d+ ms", 20)
             state = admin(emu_env, "/state")
             if emu_env["KVS_CLIENT_ID"] not in json.dumps(state):
                 raise Failed(f"the viewer is not connected after the reconnect: /state = {state}")
@@ -186,7 +186,7 @@ def run_scenario(args, name, master_flags=(), fault=None, frames=30):
                 raise Failed("the viewer held no candidate that came before the answer")
             detail = f", {held[1].split()[1]} candidates held until the answer"
         if fault:
-            line = viewer.first(r"^signaling: .*reconnected in (\d+) ms")
+            line = viewer.first(rf"^signaling: {expect}, reconnected in (\d+) ms")
             drop_t = line[0]
             after = [int(ln[7:]) for t, ln in viewer.lines if t > drop_t and ln.startswith("frames=")]
             if not after or max(after) < at_fault + 30:
@@ -212,8 +212,10 @@ def main():
     scenarios = {
         "basic": {},
         "candidates-before-answer": {"master_flags": ["--candidates-before-answer"]},
-        "go-away": {"fault": {"GoAway": {"client_id": None, "grace_ms": 1000}}, "frames": 90},
-        "tcp-drop": {"fault": {"DropConnection": {"client_id": None}}, "frames": 90},
+        "go-away": {"fault": {"GoAway": {"client_id": None, "grace_ms": 1000}},
+                    "expect": "GO_AWAY", "frames": 90},
+        "tcp-drop": {"fault": {"DropConnection": {"client_id": None}},
+                     "expect": "connection lost", "frames": 90},
     }
     chosen = args.scenarios or list(scenarios)
     failed = []
