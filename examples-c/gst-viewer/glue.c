@@ -105,6 +105,7 @@ struct GlueSignaling {
   GlueMessageFn on_message;
   void *user_data;
   GAsyncQueue *inbox; /* received messages, in order, for the main loop */
+  char buf[KVS_MAX_PAYLOAD_LEN + 1]; /* the receive thread's: holds any payload relayed */
 };
 
 typedef struct {
@@ -172,10 +173,9 @@ static void reconnect(GlueSignaling *s, const char *why) {
 
 static gpointer receive_thread(gpointer data) {
   GlueSignaling *s = data;
-  static char buf[KVS_MAX_PAYLOAD_LEN + 1]; /* holds any payload the service relays */
   while (!g_atomic_int_get(&s->stop)) {
     KvsMessage msg;
-    kvs_message_init(&msg, buf, sizeof buf);
+    kvs_message_init(&msg, s->buf, sizeof s->buf);
     /* Bounded so that glue_signaling_stop is noticed; recv costs no CPU while it waits. */
     g_rw_lock_reader_lock(&s->conn_lock);
     int32_t rc = kvs_viewer_recv(s->viewer, &msg, 200);
@@ -192,7 +192,7 @@ static gpointer receive_thread(gpointer data) {
     }
     Received *r = g_new0(Received, 1);
     r->type = msg.message_type;
-    r->payload = g_strndup(buf, msg.payload_len);
+    r->payload = g_strndup(s->buf, msg.payload_len);
     g_async_queue_push(s->inbox, r);
     g_idle_add(deliver_one, s);
   }
