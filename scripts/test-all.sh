@@ -5,7 +5,8 @@
 #   scripts/test-all.sh host cross-aarch64   # only the named stages (setup always runs)
 #
 # Installs what is missing (apt-get update once, then cmake pkg-config libssl-dev valgrind
-# gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., rustup targets, botocore), then runs
+# gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., GStreamer for the media stage,
+# rustup targets, botocore), then runs
 # the stages below, printing each one's duration, and ends with "N passed, N failed".
 # Stages: fmt clippy cargo-test host consumer cross-aarch64 cross-armv7 demo media
 #
