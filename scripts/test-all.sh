@@ -192,7 +192,7 @@ media_pkgs=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-pl
             python3-botocore iproute2 util-linux)
 
 # Live video: the installed library + examples-c/gst-viewer, the emulator relaying to the media
-# master (tests/media), in a network namespace of their own; four scenarios (tests/media/run.sh).
+# master (tests/media), in a network namespace of their own; five scenarios (tests/media/media_test.py).
 stage_media() {
   kvs_build_emulator >/dev/null
   local dir="$test_dir/media"

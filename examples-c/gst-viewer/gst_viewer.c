@@ -4,7 +4,7 @@
  *
  *   gst-viewer [FRAMES]      exit 0 once FRAMES video frames are decoded (default 30, or
  *                            KVS_GST_FRAMES); exit 2 when KVS_GST_TIMEOUT_S (default 60) passes
- *                            first; exit 1 on a setup error.
+ *                            first; exit 1 on a setup error or a failed peer connection.
  *
  * Environment: as examples-c/viewer (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
  * AWS_SESSION_TOKEN, AWS_REGION, KVS_CHANNEL_ARN or KVS_CHANNEL_NAME, KVS_CLIENT_ID,
@@ -236,13 +236,21 @@ static void on_pad_added(GstElement *webrtc, GstPad *pad, gpointer data) {
   gst_object_unref(sinkpad);
 }
 
+static gboolean quit_failed(gpointer data) {
+  App *app = data;
+  app->exit_code = 1;
+  g_main_loop_quit(app->loop);
+  return G_SOURCE_REMOVE;
+}
+
 static void on_connection_state(GObject *webrtc, GParamSpec *pspec, gpointer data) {
-  (void)pspec, (void)data;
+  (void)pspec;
   GstWebRTCPeerConnectionState state;
   g_object_get(webrtc, "connection-state", &state, NULL);
   GEnumValue *v = g_enum_get_value(
       g_type_class_peek(GST_TYPE_WEBRTC_PEER_CONNECTION_STATE), (gint)state);
   printf("peer connection: %s\n", v ? v->value_nick : "?");
+  if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED) g_idle_add(quit_failed, data);
 }
 
 static gboolean on_bus(GstBus *bus, GstMessage *msg, gpointer data) {
@@ -340,7 +348,7 @@ int main(int argc, char **argv) {
   g_signal_connect(app.webrtc, "on-negotiation-needed", G_CALLBACK(on_negotiation_needed), &app);
   g_signal_connect(app.webrtc, "on-ice-candidate", G_CALLBACK(on_ice_candidate), &app);
   g_signal_connect(app.webrtc, "pad-added", G_CALLBACK(on_pad_added), &app);
-  g_signal_connect(app.webrtc, "notify::connection-state", G_CALLBACK(on_connection_state), NULL);
+  g_signal_connect(app.webrtc, "notify::connection-state", G_CALLBACK(on_connection_state), &app);
   GstBus *bus = gst_pipeline_get_bus(GST_PIPELINE(app.pipeline));
   gst_bus_add_watch(bus, on_bus, &app);
   gst_object_unref(bus);

@@ -11,6 +11,7 @@ leave it). Scenarios, each with a fresh emulator, master and viewer:
   go-away                   GO_AWAY mid-session: signaling reconnects, frames keep coming
   tcp-drop                  the viewer's signaling TCP connection is reset mid-session: it
                             reconnects, and frames keep increasing after the drop
+  no-master                 nobody answers: the viewer exits 2 at its timeout
 Prints the time from viewer start to its first decoded frame for each. Every wait is bounded.
 Uses only the standard library.
 """
@@ -136,7 +137,7 @@ def last_frames(viewer):
     return 0
 
 
-def run_scenario(args, name, master_flags=(), fault=None, expect=None, frames=30):
+def run_scenario(args, name, master_flags=(), fault=None, expect=None, frames=30, master=True):
     work = os.path.join(args.work, name)
     os.makedirs(work, exist_ok=True)
     procs = []
@@ -150,6 +151,16 @@ def run_scenario(args, name, master_flags=(), fault=None, expect=None, frames=30
         emu_env = read_env_file(env_file, emu)
         env = dict(os.environ, **emu_env)
 
+        if not master:
+            # Nobody answers: the viewer must give up at its timeout with exit code 2.
+            viewer = Proc("viewer", [args.viewer, str(frames)], os.path.join(work, "viewer.log"),
+                          env=dict(env, KVS_GST_TIMEOUT_S="3"))
+            procs.append(viewer)
+            rc = viewer.wait_exit(20)
+            if rc != 2 or not viewer.first(r"^timeout: frames=0 of \d+$"):
+                raise Failed(f"viewer without a master exited {rc}, wanted 2 and a timeout line")
+            print(f"media: ok: {name}: no master, the viewer gave up after 3 s (exit 2)", flush=True)
+            return
         master = Proc("master", [sys.executable, MASTER, "--max-seconds", "90", *master_flags],
                       os.path.join(work, "master.log"), env=env)
         procs.append(master)
@@ -216,6 +227,7 @@ def main():
                     "expect": "GO_AWAY", "frames": 90},
         "tcp-drop": {"fault": {"DropConnection": {"client_id": None}},
                      "expect": "connection lost", "frames": 90},
+        "no-master": {"master": False},
     }
     chosen = args.scenarios or list(scenarios)
     failed = []
