@@ -9,14 +9,31 @@
  * the control plane for the ARN, the endpoints and the ICE servers. ICE servers (STUN first,
  * then TURN, refreshed near their TTL): kvs_viewer_ice_server_count + kvs_viewer_ice_server_get.
  *
- * Every fallible function returns KVS_OK (0) or a negative KVS_ERR_* code; call
- * kvs_last_error_message() on the same thread for the detail. Out-parameters are written only
- * on success (except payload_len on KVS_ERR_BUFFER_TOO_SMALL). Strings passed in are borrowed
- * for the call only. The library never hands out memory the caller must free.
+ * Every fallible function returns a KvsStatus: KVS_OK (0) or a negative KVS_ERR_* code; call
+ * kvs_last_error_message() on the same thread for the detail, kvs_status_is_retryable() to know
+ * whether to back off and retry. Out-parameters are written only on success (except
+ * payload_len on KVS_ERR_BUFFER_TOO_SMALL). Strings passed in are borrowed for the call only.
+ * The library never hands out memory the caller must free.
  *
  * Threads: distinct handles are independent. On one handle, one thread may block in
  * kvs_viewer_recv while others call kvs_viewer_send or the ICE-server functions (which never
  * block the connection); kvs_viewer_close must not overlap any other call on that handle.
+ *
+ * ABI rules (a binary built against an older header keeps working with a newer library of the
+ * same SONAME, libkvs_viewer.so.0):
+ * - KvsStatus and KvsMessageType values are append-only: never renumbered or reused. They
+ *   travel as int32_t; an unknown value from a newer library is "KVS_ERR_UNKNOWN" to
+ *   kvs_error_name and must be treated as an error; an unknown message type is to be skipped.
+ * - KvsViewerConfig, KvsMessage and KvsIceServer start with uint32_t struct_size, the
+ *   sizeof the caller's header gives them. Fields are only ever appended. The library reads
+ *   and writes only min(struct_size, its own sizeof) bytes: a field past the caller's
+ *   struct_size reads as its default and is never written; a field of a newer header that
+ *   the library does not know is ignored.
+ * - Every field's default is 0 / NULL, in every version: the init functions zero the whole
+ *   struct and set struct_size. kvs_viewer_config_init(p), kvs_message_init(p, buf, cap) and
+ *   kvs_ice_server_init(p) are macros (at the end of this header) passing sizeof *(p) to the
+ *   *_init_sized functions, so p must point to the real struct type (not void *). The
+ *   functions of the same names are the 0.1 entry points and assume the 0.1 sizes.
  */
 
 #ifndef KVS_VIEWER_H
@@ -26,85 +43,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
-/**
- * Success.
- */
-#define KVS_OK 0
-
-/**
- * 400 `InvalidArgumentException` from the service, or a value refused locally (the detail
- * message names the field).
- */
-#define KVS_ERR_INVALID_ARGUMENT -1
-
-/**
- * 403 (or 401) `AccessDeniedException`: bad or expired credentials, or a clock too far off.
- */
-#define KVS_ERR_ACCESS_DENIED -2
-
-/**
- * 404 `ResourceNotFoundException`: the channel does not exist.
- */
-#define KVS_ERR_RESOURCE_NOT_FOUND -3
-
-/**
- * 400 `ClientLimitExceededException`: too many viewers on the channel, or calls too fast.
- */
-#define KVS_ERR_CLIENT_LIMIT_EXCEEDED -4
-
-/**
- * Another named service exception; the detail message holds its name.
- */
-#define KVS_ERR_SERVICE -5
-
-/**
- * A bounded wait ran out. Not fatal: the handle stays usable.
- */
-#define KVS_ERR_TIMEOUT -10
-
-/**
- * The connection is closed (by the server, the network or a failure); the detail holds the
- * close code when the server sent one. The connection is gone: call `kvs_viewer_reconnect`
- * (one TLS handshake, unread messages kept) or `kvs_viewer_close`.
- */
-#define KVS_ERR_CLOSED -11
-
-/**
- * DNS or TCP failure (refused port, unreachable host).
- */
-#define KVS_ERR_NETWORK -12
-
-/**
- * TLS handshake failure, including an untrusted or mismatched certificate.
- */
-#define KVS_ERR_TLS -13
-
-/**
- * The server broke the protocol (bad upgrade response, oversized frame).
- */
-#define KVS_ERR_PROTOCOL -14
-
-/**
- * An HTTP status the service does not document for the call (5xx, 429, ...);
- * see `kvs_last_error_http_status`.
- */
-#define KVS_ERR_HTTP_STATUS -15
-
-/**
- * The caller's buffer is too small; nothing was consumed and the needed size was written.
- */
-#define KVS_ERR_BUFFER_TOO_SMALL -20
-
-/**
- * A required pointer argument was NULL.
- */
-#define KVS_ERR_NULL_POINTER -21
-
-/**
- * A bug in the library (a caught panic); the detail holds the panic message.
- */
-#define KVS_ERR_INTERNAL -30
 
 /**
  * Library version major number; equal to `KVS_VIEWER_VERSION_MAJOR` of the header it was
@@ -144,42 +82,6 @@
 #define KVS_ICE_STRING_BUF_LEN 257
 
 /**
- * Message type: a type this library version does not know.
- */
-#define KVS_MSG_UNKNOWN 0
-
-/**
- * Message type: an SDP offer (viewers send it; masters receive it).
- */
-#define KVS_MSG_SDP_OFFER 1
-
-/**
- * Message type: the master's SDP answer.
- */
-#define KVS_MSG_SDP_ANSWER 2
-
-/**
- * Message type: an ICE candidate (sent and received).
- */
-#define KVS_MSG_ICE_CANDIDATE 3
-
-/**
- * Message type: the service reports that a message sent with a correlation id failed.
- */
-#define KVS_MSG_STATUS_RESPONSE 4
-
-/**
- * Message type: the service asks the client to reconnect; it closes the connection about a
- * minute later.
- */
-#define KVS_MSG_GO_AWAY 5
-
-/**
- * Message type: the service asks the client to fetch new ICE servers and reconnect to TURN.
- */
-#define KVS_MSG_RECONNECT_ICE_SERVER 6
-
-/**
  * Longest id (client id, correlation id, error type) of the protocol, in bytes.
  */
 #define KVS_MAX_ID_LEN 256
@@ -205,6 +107,151 @@
 #define KVS_MAX_PAYLOAD_LEN 7500
 
 /**
+ * Result of every fallible call: `KVS_OK` (0) or a negative code. Append-only: a value is
+ * never renumbered or reused; new codes take a free number in their group.
+ *
+ * Groups: -1..-9 the service's exceptions; -10..-19 connection and transport; -20..-29
+ * the caller's mistakes; -30.. bugs in the library.
+ */
+enum KvsStatus
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif /* defined(__cplusplus) || __STDC_VERSION__ >= 202311L */
+ {
+  /**
+   * Success.
+   */
+  KVS_OK = 0,
+  /**
+   * 400 `InvalidArgumentException` from the service, or a value refused locally (the
+   * detail message names the field).
+   */
+  KVS_ERR_INVALID_ARGUMENT = -1,
+  /**
+   * 403 (or 401) `AccessDeniedException`: bad or expired credentials, or a clock too far
+   * off.
+   */
+  KVS_ERR_ACCESS_DENIED = -2,
+  /**
+   * 404 `ResourceNotFoundException`: the channel does not exist.
+   */
+  KVS_ERR_RESOURCE_NOT_FOUND = -3,
+  /**
+   * 400 `ClientLimitExceededException`: too many viewers on the channel, or calls too
+   * fast. Retryable after a back-off.
+   */
+  KVS_ERR_CLIENT_LIMIT_EXCEEDED = -4,
+  /**
+   * Another named service exception; the detail message holds its name and
+   * `kvs_last_error_http_status` its status.
+   */
+  KVS_ERR_SERVICE = -5,
+  /**
+   * A bounded wait ran out. Not fatal: the handle stays usable.
+   */
+  KVS_ERR_TIMEOUT = -10,
+  /**
+   * The connection is closed (by the server, the network, a failure, or
+   * `kvs_viewer_shutdown` / `kvs_viewer_close` on another thread); the detail holds the
+   * close code when the server sent one. Call `kvs_viewer_reconnect` (one TLS handshake,
+   * unread messages kept) or `kvs_viewer_close`.
+   */
+  KVS_ERR_CLOSED = -11,
+  /**
+   * DNS or TCP failure (refused port, unreachable host).
+   */
+  KVS_ERR_NETWORK = -12,
+  /**
+   * TLS handshake failure, including an untrusted or mismatched certificate.
+   */
+  KVS_ERR_TLS = -13,
+  /**
+   * The server broke the protocol (bad upgrade response, oversized frame).
+   */
+  KVS_ERR_PROTOCOL = -14,
+  /**
+   * An HTTP status the service does not document for the call (5xx, 429, ...);
+   * see `kvs_last_error_http_status`.
+   */
+  KVS_ERR_HTTP_STATUS = -15,
+  /**
+   * The caller's buffer is too small; nothing was consumed and the needed size was
+   * written.
+   */
+  KVS_ERR_BUFFER_TOO_SMALL = -20,
+  /**
+   * A required pointer argument was NULL.
+   */
+  KVS_ERR_NULL_POINTER = -21,
+  /**
+   * A bug in the library (a caught panic); the detail holds the panic message. The
+   * handle answers `KVS_ERR_CLOSED` afterwards: close it.
+   */
+  KVS_ERR_INTERNAL = -30
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum KvsStatus KvsStatus;
+#else
+typedef int32_t KvsStatus;
+#endif /* __STDC_VERSION__ >= 202311L */
+#endif /* __cplusplus */
+
+/**
+ * Type of a message (`KvsMessage::message_type`, the `message_type` of `kvs_viewer_send`).
+ * Append-only: a value is never renumbered or reused. Carried as `int32_t` in the ABI; a
+ * value this library does not know is treated as `KVS_MSG_UNKNOWN`.
+ */
+enum KvsMessageType
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif /* defined(__cplusplus) || __STDC_VERSION__ >= 202311L */
+ {
+  /**
+   * A type this library version does not know.
+   */
+  KVS_MSG_UNKNOWN = 0,
+  /**
+   * An SDP offer (viewers send it; masters receive it).
+   */
+  KVS_MSG_SDP_OFFER = 1,
+  /**
+   * The master's SDP answer.
+   */
+  KVS_MSG_SDP_ANSWER = 2,
+  /**
+   * An ICE candidate (sent and received).
+   */
+  KVS_MSG_ICE_CANDIDATE = 3,
+  /**
+   * The service reports that a message sent with a correlation id failed.
+   */
+  KVS_MSG_STATUS_RESPONSE = 4,
+  /**
+   * The service asks the client to reconnect; it closes the connection about a minute
+   * later.
+   */
+  KVS_MSG_GO_AWAY = 5,
+  /**
+   * The service asks the client to fetch new ICE servers and reconnect to TURN.
+   */
+  KVS_MSG_RECONNECT_ICE_SERVER = 6,
+  /**
+   * Delivered by `kvs_viewer_recv` after an automatic reconnect, in arrival order: the
+   * signaling connection was replaced; renegotiate if the peer connection died. Never
+   * sent. (Reserved in 0.2.)
+   */
+  KVS_MSG_RECONNECTED = 7
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum KvsMessageType KvsMessageType;
+#else
+typedef int32_t KvsMessageType;
+#endif /* __STDC_VERSION__ >= 202311L */
+#endif /* __cplusplus */
+
+/**
  * A connected viewer. Opaque: created by `kvs_viewer_connect`, destroyed by
  * `kvs_viewer_close`.
  */
@@ -214,12 +261,12 @@ typedef struct KvsViewer KvsViewer;
  * Everything `kvs_viewer_connect` needs. Initialise with `kvs_viewer_config_init`, then set
  * the fields. Strings are borrowed for the duration of the call only.
  *
- * ABI-versioned by `struct_size`: the library reads only the fields that fit in it, so
- * binaries built against an older header keep working when fields are appended.
+ * Size-versioned (see "ABI rules" at the top): the library reads only the fields that fit in
+ * `struct_size`; the others count as 0 / NULL, i.e. their default.
  */
 typedef struct KvsViewerConfig {
   /**
-   * `sizeof(KvsViewerConfig)`, set by `kvs_viewer_config_init`.
+   * `sizeof(KvsViewerConfig)` of the caller's header, set by `kvs_viewer_config_init`.
    */
   uint32_t struct_size;
   /**
@@ -287,15 +334,16 @@ typedef struct KvsViewerConfig {
 
 /**
  * One received message, filled by `kvs_viewer_recv` into caller-owned memory.
- * Initialise with `kvs_message_init`.
+ * Initialise with `kvs_message_init`. Size-versioned: the library writes only the fields
+ * that fit in `struct_size`.
  */
 typedef struct KvsMessage {
   /**
-   * `sizeof(KvsMessage)`, set by `kvs_message_init`.
+   * `sizeof(KvsMessage)` of the caller's header, set by `kvs_message_init`.
    */
   uint32_t struct_size;
   /**
-   * One of `KVS_MSG_*`.
+   * One of `KvsMessageType` (`KVS_MSG_*`).
    */
   int32_t message_type;
   /**
@@ -334,11 +382,12 @@ typedef struct KvsMessage {
 
 /**
  * One ICE server, filled by `kvs_viewer_ice_server_get` into caller-owned memory.
- * Initialise with `kvs_ice_server_init`. Strings are NUL-terminated.
+ * Initialise with `kvs_ice_server_init`. Strings are NUL-terminated. Size-versioned: the
+ * library writes only the fields that fit in `struct_size`.
  */
 typedef struct KvsIceServer {
   /**
-   * `sizeof(KvsIceServer)`, set by `kvs_ice_server_init`.
+   * `sizeof(KvsIceServer)` of the caller's header, set by `kvs_ice_server_init`.
    */
   uint32_t struct_size;
   /**
@@ -366,15 +415,7 @@ typedef struct KvsIceServer {
 
 #ifdef __cplusplus
 extern "C" {
-#endif // __cplusplus
-
-/**
- * The name of an error code, e.g. `"KVS_ERR_ACCESS_DENIED"`.
- *
- * Never NULL: unknown codes give `"KVS_ERR_UNKNOWN"`. The string is static.
- * Thread-safe.
- */
-const char *kvs_error_name(int32_t code);
+#endif /* __cplusplus */
 
 /**
  * Copies the detail of the last failing call on this thread into `buf` (NUL-terminated,
@@ -395,6 +436,22 @@ size_t kvs_last_error_message(char *buf, size_t cap);
  * involved no HTTP response. Thread-safe (per thread).
  */
 int32_t kvs_last_error_http_status(void);
+
+/**
+ * Whether a call that failed with `code` is worth retrying after a back-off (the official
+ * SDKs wait 100 ms·2ⁿ, capped at 10 s, with full jitter): 1 = retry, 0 = retrying the same
+ * call cannot help (fix the input, the credentials or the channel first).
+ *
+ * 1 for `KVS_ERR_TIMEOUT`, `KVS_ERR_NETWORK`, `KVS_ERR_CLOSED` (reconnect) and
+ * `KVS_ERR_CLIENT_LIMIT_EXCEEDED` (throttling). For `KVS_ERR_SERVICE` and
+ * `KVS_ERR_HTTP_STATUS` the answer depends on the failure, so it reads this thread's last
+ * error detail (call it right after the failing call, on the same thread, like
+ * `kvs_last_error_message`): 1 when that failure had this code and HTTP status 429 or
+ * 500..599, or a throttling exception (`ThrottlingException`, `TooManyRequestsException`,
+ * `RequestLimitExceeded`); otherwise 0. 0 for `KVS_OK`, every other code and unknown
+ * values. Thread-safe.
+ */
+int kvs_status_is_retryable(int32_t code);
 
 /**
  * The library version as `"MAJOR.MINOR.PATCH"`. Static; thread-safe.
@@ -433,7 +490,7 @@ uint32_t kvs_viewer_abi_version(void);
  * `config` must point to a `KvsViewerConfig` whose first `struct_size` bytes are
  * initialised and whose strings are NUL-terminated; `out_viewer` must be writable.
  */
-int32_t kvs_viewer_connect(const struct KvsViewerConfig *config, struct KvsViewer **out_viewer);
+KvsStatus kvs_viewer_connect(const struct KvsViewerConfig *config, struct KvsViewer **out_viewer);
 
 /**
  * Sends an `SDP_OFFER` or `ICE_CANDIDATE` to the master.
@@ -458,11 +515,11 @@ int32_t kvs_viewer_connect(const struct KvsViewerConfig *config, struct KvsViewe
  * `payload_len` readable bytes (or a NUL-terminated string when 0); `correlation_id` must
  * be NULL or NUL-terminated.
  */
-int32_t kvs_viewer_send(struct KvsViewer *viewer,
-                        int32_t message_type,
-                        const char *payload,
-                        size_t payload_len,
-                        const char *correlation_id);
+KvsStatus kvs_viewer_send(struct KvsViewer *viewer,
+                          int32_t message_type,
+                          const char *payload,
+                          size_t payload_len,
+                          const char *correlation_id);
 
 /**
  * Takes the next received message, in arrival order.
@@ -487,7 +544,7 @@ int32_t kvs_viewer_send(struct KvsViewer *viewer,
  * `KvsMessage` whose `payload` points to `payload_cap` writable bytes (or is NULL with
  * `payload_cap` 0).
  */
-int32_t kvs_viewer_recv(struct KvsViewer *viewer, struct KvsMessage *out, int32_t timeout_ms);
+KvsStatus kvs_viewer_recv(struct KvsViewer *viewer, struct KvsMessage *out, int32_t timeout_ms);
 
 /**
  * Closes the connection and frees the handle. Sends a WebSocket close frame so the service
@@ -504,7 +561,7 @@ int32_t kvs_viewer_recv(struct KvsViewer *viewer, struct KvsMessage *out, int32_
  * # Safety
  * `viewer` must be NULL or come from `kvs_viewer_connect`, and not be used afterwards.
  */
-int32_t kvs_viewer_close(struct KvsViewer *viewer);
+KvsStatus kvs_viewer_close(struct KvsViewer *viewer);
 
 /**
  * Connects again with the same configuration and the endpoints already known: one TLS
@@ -523,7 +580,7 @@ int32_t kvs_viewer_close(struct KvsViewer *viewer);
  * # Safety
  * `viewer` must come from `kvs_viewer_connect` and not be closed.
  */
-int32_t kvs_viewer_reconnect(struct KvsViewer *viewer);
+KvsStatus kvs_viewer_reconnect(struct KvsViewer *viewer);
 
 /**
  * The wire name of a `KVS_MSG_*` type (e.g. `"SDP_ANSWER"`); `"UNKNOWN"` for any other
@@ -532,12 +589,26 @@ int32_t kvs_viewer_reconnect(struct KvsViewer *viewer);
 const char *kvs_message_type_name(int32_t message_type);
 
 /**
- * Zeroes `server` and sets `struct_size`. NULL is ignored. Thread-safe.
+ * 0.1 entry point, kept for binaries built against the 0.1 header: zeroes a 0.1-sized
+ * server. New code reaches `kvs_ice_server_init_sized` through the
+ * `kvs_ice_server_init(server)` macro below, which passes `sizeof *(server)`.
  *
  * # Safety
- * `server` must be NULL or point to writable memory for a `KvsIceServer`.
+ * `server` must be NULL or point to a writable 0.1-sized `KvsIceServer`.
  */
 void kvs_ice_server_init(struct KvsIceServer *server);
+
+/**
+ * Zeroes the caller's `size` bytes at `server` and sets `struct_size = size`. Use the
+ * `kvs_ice_server_init` macro, which passes `sizeof *(server)`. Thread-safe.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER`, `KVS_ERR_INVALID_ARGUMENT` (`size` below the 0.1 layout
+ * or above 4 GiB; nothing written).
+ *
+ * # Safety
+ * `server` must be NULL or point to `size` writable bytes.
+ */
+KvsStatus kvs_ice_server_init_sized(struct KvsIceServer *server, size_t size);
 
 /**
  * Number of ICE servers: the regional STUN server (always index 0) plus the TURN servers,
@@ -561,7 +632,7 @@ void kvs_ice_server_init(struct KvsIceServer *server);
  * # Safety
  * `viewer` must come from `kvs_viewer_connect` and not be closed; `out_count` writable.
  */
-int32_t kvs_viewer_ice_server_count(struct KvsViewer *viewer, size_t *out_count);
+KvsStatus kvs_viewer_ice_server_count(struct KvsViewer *viewer, size_t *out_count);
 
 /**
  * Copies ICE server `index` (0 = STUN) into `*out`, which `kvs_ice_server_init` prepared.
@@ -577,7 +648,9 @@ int32_t kvs_viewer_ice_server_count(struct KvsViewer *viewer, size_t *out_count)
  * `viewer` must come from `kvs_viewer_connect` and not be closed; `out` must point to a
  * writable `KvsIceServer`.
  */
-int32_t kvs_viewer_ice_server_get(struct KvsViewer *viewer, size_t index, struct KvsIceServer *out);
+KvsStatus kvs_viewer_ice_server_get(struct KvsViewer *viewer,
+                                    size_t index,
+                                    struct KvsIceServer *out);
 
 /**
  * Fetches the TURN servers now (one GetIceServerConfig; the endpoints are kept), e.g. after
@@ -592,28 +665,79 @@ int32_t kvs_viewer_ice_server_get(struct KvsViewer *viewer, size_t index, struct
  * # Safety
  * `viewer` must come from `kvs_viewer_connect` and not be closed.
  */
-int32_t kvs_viewer_refresh_ice_servers(struct KvsViewer *viewer);
+KvsStatus kvs_viewer_refresh_ice_servers(struct KvsViewer *viewer);
 
 /**
- * Fills `config` with defaults: every pointer NULL, every number 0 (= default), and
- * `struct_size`. NULL is ignored. Thread-safe.
+ * The name of a status code, e.g. `"KVS_ERR_ACCESS_DENIED"`.
+ *
+ * Never NULL: unknown codes give `"KVS_ERR_UNKNOWN"`. The string is static.
+ * Thread-safe.
+ */
+const char *kvs_error_name(int32_t code);
+
+/**
+ * 0.1 entry point, kept for binaries built against the 0.1 header: initialises a 0.1-sized
+ * config. New code reaches `kvs_viewer_config_init_sized` through the
+ * `kvs_viewer_config_init(config)` macro below, which passes `sizeof *(config)`.
  *
  * # Safety
- * `config` must be NULL or point to writable memory for a `KvsViewerConfig`.
+ * `config` must be NULL or point to a writable 0.1-sized `KvsViewerConfig`.
  */
 void kvs_viewer_config_init(struct KvsViewerConfig *config);
 
 /**
- * Prepares `msg` for `kvs_viewer_recv`: zeroes it, sets `struct_size` and the payload
- * buffer. NULL is ignored. Thread-safe.
+ * Fills the caller's `size` bytes at `config` with defaults — every pointer NULL, every
+ * number 0 (= default) — and sets `struct_size = size`. Use the `kvs_viewer_config_init`
+ * macro, which passes `sizeof *(config)`. A `size` larger than this library's struct (a
+ * newer header) is zeroed all the same. Thread-safe.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER`, `KVS_ERR_INVALID_ARGUMENT` (`size` below the 0.1 layout
+ * or above 4 GiB; nothing written).
  *
  * # Safety
- * `msg` must be NULL or point to writable memory for a `KvsMessage`.
+ * `config` must be NULL or point to `size` writable bytes.
+ */
+KvsStatus kvs_viewer_config_init_sized(struct KvsViewerConfig *config, size_t size);
+
+/**
+ * 0.1 entry point, kept for binaries built against the 0.1 header: prepares a 0.1-sized
+ * message. New code reaches `kvs_message_init_sized` through the `kvs_message_init(msg,
+ * payload_buf, payload_cap)` macro below, which passes `sizeof *(msg)`.
+ *
+ * # Safety
+ * `msg` must be NULL or point to a writable 0.1-sized `KvsMessage`.
  */
 void kvs_message_init(struct KvsMessage *msg, char *payload_buf, size_t payload_cap);
 
+/**
+ * Prepares the caller's `size` bytes at `msg` for `kvs_viewer_recv`: zeroes them, sets
+ * `struct_size = size` and the payload buffer (`payload_buf` of `payload_cap` bytes, or NULL
+ * and 0). Use the `kvs_message_init` macro, which passes `sizeof *(msg)`. Thread-safe.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER` (msg), `KVS_ERR_INVALID_ARGUMENT` (`size` below the 0.1
+ * layout or above 4 GiB; nothing written).
+ *
+ * # Safety
+ * `msg` must be NULL or point to `size` writable bytes.
+ */
+KvsStatus kvs_message_init_sized(struct KvsMessage *msg,
+                                 size_t size,
+                                 char *payload_buf,
+                                 size_t payload_cap);
+
 #ifdef __cplusplus
-}  // extern "C"
-#endif  // __cplusplus
+} /* extern "C" */
+#endif /* __cplusplus */
+
+/*
+ * Size-passing init macros: new code initialises the struct its own header describes. Call the
+ * 0.1 entry points of the same names as (kvs_viewer_config_init)(p) only for 0.1-sized structs.
+ */
+#define kvs_viewer_config_init(config) \
+  kvs_viewer_config_init_sized((config), sizeof *(config))
+#define kvs_message_init(msg, payload_buf, payload_cap) \
+  kvs_message_init_sized((msg), sizeof *(msg), (payload_buf), (payload_cap))
+#define kvs_ice_server_init(server) \
+  kvs_ice_server_init_sized((server), sizeof *(server))
 
 #endif  /* KVS_VIEWER_H */

@@ -8,7 +8,7 @@
 # gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., GStreamer for the media stage,
 # rustup targets, botocore), then runs
 # the stages below, printing each one's duration, and ends with "N passed, N failed".
-# Stages: fmt clippy cargo-test host consumer cross-aarch64 cross-armv7 demo media
+# Stages: fmt clippy cargo-test emulator host consumer cross-aarch64 cross-armv7 demo media
 #
 # Environment: KVS_TEST_DIR (default build/test), KVS_SKIP_ARMV7=1 to skip the armv7 stage.
 set -uo pipefail
@@ -20,7 +20,7 @@ test_dir="${KVS_TEST_DIR:-$KVS_ROOT/build/test}"
 mkdir -p "$test_dir"
 emulator="${CARGO_TARGET_DIR:-$KVS_ROOT/target}/release/kvs-signaling-emulator"
 
-all_stages=(fmt clippy cargo-test host consumer cross-aarch64 cross-armv7 demo media)
+all_stages=(fmt clippy cargo-test emulator host consumer cross-aarch64 cross-armv7 demo media)
 if [ $# -gt 0 ]; then
   selected=("$@")
   for s in "${selected[@]}"; do
@@ -96,6 +96,9 @@ stage_fmt() { cargo fmt --all -- --check; }
 stage_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
 
 stage_cargo_test() { cargo test --workspace; }
+
+# The emulator as a product: cargo install, the installed binary, its admin API.
+stage_emulator() { bash emulator/tests/product.sh "$test_dir/emulator"; }
 
 # Host: library (release profile, system OpenSSL) + C tests under valgrind, shared and static.
 stage_host() {

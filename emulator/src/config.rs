@@ -181,7 +181,7 @@ impl Default for EmulatorConfig {
 }
 
 /// Which requests a `FailNext` fault applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Operation {
     /// WebSocket upgrade (ConnectAsViewer / ConnectAsMaster).
     Connect,
@@ -212,7 +212,7 @@ impl Operation {
 }
 
 /// A frame pushed to clients as-is (`SendRaw`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum RawFrame {
     /// A text frame with this content.
     Text(String),
@@ -229,7 +229,7 @@ pub enum RawFrame {
 
 /// A fault to inject. Serialized externally tagged, e.g. `{"GoAway":{"client_id":null,"grace_ms":100}}`,
 /// `{"StopPongs":true}`, `{"SendRaw":{"client_id":"v1","frame":"NonJson"}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Fault {
     /// Send `GO_AWAY` to one viewer (or all viewers when None), close it after `grace_ms`.
     GoAway {
@@ -307,7 +307,7 @@ pub enum Fault {
 }
 
 /// How `Fault::TamperNext` corrupts an answer; each applies to one operation, once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Tamper {
     /// `DescribeSignalingChannel` reports this `ChannelStatus` (e.g. `DELETING`).
     ChannelStatus(String),

@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Map, Value, json};
 
 use crate::config::{Operation, Tamper, random_bytes};
+use crate::events::Event;
 use crate::http::Head;
 use crate::server::{ApiError, Channel, Shared, lock};
 use crate::sigv4::SignedRequest;
@@ -111,10 +112,10 @@ pub(crate) fn handle(
         None => Err(ApiError::new(404, "UnknownOperationException", "")),
         Some(op) => dispatch(shared, head, body, op).map(|v| match shared.take_tamper(op) {
             Some(t) => {
-                shared.emit(
-                    "tamper_applied",
-                    json!({"operation": op.name(), "tamper": format!("{t:?}")}),
-                );
+                shared.emit(Event::TamperApplied {
+                    operation: op.name().into(),
+                    tamper: format!("{t:?}"),
+                });
                 tamper(v, &t)
             }
             None => v,
@@ -123,18 +124,27 @@ pub(crate) fn handle(
     let op_name = op.map(|o| o.name()).unwrap_or("Unknown");
     match result {
         Ok(v) => {
-            shared.emit(
-                "http_request",
-                json!({"operation": op_name, "method": head.method, "path": head.path, "status": 200, "request_id": rid}),
-            );
+            shared.emit(Event::HttpRequest {
+                operation: op_name.into(),
+                method: head.method.clone(),
+                path: head.path.clone(),
+                status: 200,
+                error_type: None,
+                message: None,
+                request_id: rid.into(),
+            });
             (200, Vec::new(), v.to_string())
         }
         Err(e) => {
-            shared.emit(
-                "http_request",
-                json!({"operation": op_name, "method": head.method, "path": head.path, "status": e.status,
-                       "error_type": e.error_type, "message": e.message, "request_id": rid}),
-            );
+            shared.emit(Event::HttpRequest {
+                operation: op_name.into(),
+                method: head.method.clone(),
+                path: head.path.clone(),
+                status: e.status,
+                error_type: Some(e.error_type.clone()),
+                message: Some(e.message.clone()),
+                request_id: rid.into(),
+            });
             (
                 e.status,
                 vec![(
@@ -160,16 +170,31 @@ fn dispatch(shared: &Shared, head: &Head, body: &[u8], op: Operation) -> Result<
         body,
     };
     match verifier.verify_header(&req) {
-        Ok(v) => shared.emit(
-            "auth",
-            json!({"operation": op.name(), "verdict": "accepted", "access_key_id": v.access_key_id}),
-        ),
+        Ok(v) => shared.emit(Event::Auth {
+            operation: op.name().into(),
+            verdict: "accepted".into(),
+            access_key_id: Some(v.access_key_id),
+            reason: None,
+            message: None,
+            error_type: None,
+            client_id: None,
+            channel_arn: None,
+            role: None,
+        }),
         Err(e) => {
-            shared.emit(
-                "auth",
-                json!({"operation": op.name(), "verdict": "rejected", "reason": e.reason(), "message": e.message()}),
-            );
-            return Err(ApiError::auth(e.message()));
+            let err = ApiError::control_plane_auth(&e);
+            shared.emit(Event::Auth {
+                operation: op.name().into(),
+                verdict: "rejected".into(),
+                access_key_id: None,
+                reason: Some(e.reason().into()),
+                message: Some(e.message()),
+                error_type: Some(err.error_type.clone()),
+                client_id: None,
+                channel_arn: None,
+                role: None,
+            });
+            return Err(err);
         }
     }
     let parsed: Value = if body.is_empty() {
@@ -327,7 +352,10 @@ fn get_endpoint(shared: &Shared, body: &Map<String, Value>) -> Result<Value, Api
             json!({"Protocol": p, "ResourceEndpoint": ep})
         })
         .collect();
-    shared.emit("endpoint_role", json!({"channel_arn": arn, "role": role}));
+    shared.emit(Event::EndpointRole {
+        channel_arn: arn.clone(),
+        role: role.into(),
+    });
     Ok(json!({ "ResourceEndpointList": list }))
 }
 
@@ -374,10 +402,10 @@ fn create(shared: &Shared, body: &Map<String, Value>) -> Result<Value, ApiError>
     let arn = c.arn.clone();
     channels.push(c);
     drop(channels);
-    shared.emit(
-        "channel_created",
-        json!({"channel_name": name, "channel_arn": arn}),
-    );
+    shared.emit(Event::ChannelCreated {
+        channel_name: name.into(),
+        channel_arn: arn.clone(),
+    });
     Ok(json!({ "ChannelARN": arn }))
 }
 

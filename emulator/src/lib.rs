@@ -16,9 +16,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod admin;
 mod config;
 mod control;
-mod events;
+pub mod events;
 mod http;
 mod sdp;
 mod server;
@@ -33,8 +34,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use admin::{AdminReply, State, ViewerState};
 pub use config::{Credential, EmulatorConfig, Fault, Operation, RawFrame, Tamper};
 pub use control::{valid_arn, valid_name};
+pub use events::{Event, EventRecord};
+
+/// The JSON Schema of the admin API (what `GET /v1/schema` answers and
+/// `emulator/admin-api.schema.json` holds).
+pub fn admin_api_schema() -> serde_json::Value {
+    admin::schema()
+}
 
 use server::{Hub, Shared, lock};
 
@@ -231,6 +240,7 @@ impl Emulator {
             max_lifetime_secs: AtomicU64::new(cfg.max_connection_secs.unwrap_or(0)),
             fail_rules: Mutex::new(Vec::new()),
             tampers: Mutex::new(Vec::new()),
+            down_until: Mutex::new(None),
             channels: Mutex::new(Vec::new()),
             hub: Mutex::new(Hub::default()),
             shutdown: AtomicBool::new(false),
@@ -269,14 +279,15 @@ impl Emulator {
         let s2 = shared.clone();
         let t2 = std::thread::Builder::new()
             .name("emu-admin-accept".into())
-            .spawn(move || server::admin_accept_loop(s2, admin))?;
-        shared.emit(
-            "started",
-            serde_json::json!({
-                "addr": addr.to_string(), "admin_addr": admin_addr.to_string(), "channel_arn": channel_arn,
-                "region": cfg.region, "max_viewers": cfg.max_viewers, "auto_answer": cfg.auto_answer,
-            }),
-        );
+            .spawn(move || admin::accept_loop(s2, admin))?;
+        shared.emit(Event::Started {
+            addr: addr.to_string(),
+            admin_addr: admin_addr.to_string(),
+            channel_arn: channel_arn.clone(),
+            region: cfg.region.clone(),
+            max_viewers: cfg.max_viewers,
+            auto_answer: cfg.auto_answer,
+        });
         Ok(Emulator {
             shared,
             env,
@@ -306,9 +317,23 @@ impl Emulator {
         self.shared.inject(fault)
     }
 
-    /// All events so far.
+    /// All events so far, as the JSON objects of the event log.
     pub fn events(&self) -> Vec<serde_json::Value> {
         self.shared.events.all()
+    }
+
+    /// All events so far, typed.
+    pub fn event_records(&self) -> Vec<EventRecord> {
+        self.shared.events.records()
+    }
+
+    /// Waits (at most `timeout`) for a typed event matching `pred`, including past ones.
+    pub fn wait_for_record(
+        &self,
+        pred: impl Fn(&EventRecord) -> bool,
+        timeout: Duration,
+    ) -> Option<EventRecord> {
+        self.shared.events.wait_for_record(pred, timeout)
     }
 
     /// Waits (at most `timeout`) for an event matching `pred`, including past ones.
@@ -381,7 +406,7 @@ impl Emulator {
                 let _ = t.join();
             }
         }
-        self.shared.emit("stopped", serde_json::json!({}));
+        self.shared.emit(Event::Stopped {});
         if let Some(d) = &self.temp_dir {
             let _ = std::fs::remove_dir_all(d);
         }

@@ -59,12 +59,13 @@ OPTIONS:
     -h, --help                   Show this help
     -V, --version                Show the version
 
-ADMIN (plain HTTP on 127.0.0.1, KVS_EMULATOR_ADMIN_URL):
-    POST /fault   JSON fault, e.g. {\"GoAway\":{\"client_id\":null,\"grace_ms\":1000}}, {\"StopPongs\":true},
+ADMIN (plain HTTP on 127.0.0.1, KVS_EMULATOR_ADMIN_URL; JSON Schema at GET /v1/schema):
+    POST /v1/fault   JSON fault, e.g. {\"GoAway\":{\"client_id\":null,\"grace_ms\":1000}}, {\"StopPongs\":true},
                   {\"FailNext\":{\"operation\":\"Connect\",\"status\":503,\"error_type\":\"ServiceUnavailableException\",
                   \"message\":\"busy\",\"count\":1}}, {\"SendRaw\":{\"client_id\":\"v1\",\"frame\":\"NonJson\"}}
-    GET /events   the event log as a JSON array
-    GET /state    connected viewers and masters
+    GET /v1/events   the event log as a JSON array
+    GET /v1/state    connected viewers and masters
+    (the 0.1 paths /fault, /events, /state still answer)
 ";
 
 fn parse_operation(s: &str) -> Result<Operation, String> {

@@ -21,7 +21,9 @@ import urllib.parse
 import botocore.auth
 import botocore.session
 from botocore.auth import SigV4Auth, SigV4QueryAuth
+from botocore import UNSIGNED
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
@@ -252,16 +254,26 @@ def control_plane_cases():
                err.response["Error"]["Code"] == "ResourceNotFoundException"
                and err.response["ResponseMetadata"]["HTTPStatusCode"] == 404, repr(err.response))
 
-    try:
-        bad = botocore.session.get_session().create_client(
-            "kinesisvideo", region_name=REGION, endpoint_url=ENV["KVS_CONTROL_PLANE_URL"], verify=CA,
-            aws_access_key_id=AKID, aws_secret_access_key="y" * 40, aws_session_token=TOKEN)
-        bad.describe_signaling_channel(ChannelName=CHANNEL)
-        report("botocore client with a wrong secret sees AccessDeniedException", False, "no error")
-    except ClientError as err:
-        report("botocore client with a wrong secret sees AccessDeniedException",
-               err.response["Error"]["Code"] == "AccessDeniedException"
-               and err.response["ResponseMetadata"]["HTTPStatusCode"] == 403, repr(err.response))
+    def client_error(name, expected_code, **kwargs):
+        try:
+            c = botocore.session.get_session().create_client(
+                "kinesisvideo", region_name=REGION, endpoint_url=ENV["KVS_CONTROL_PLANE_URL"],
+                verify=CA, **kwargs)
+            c.describe_signaling_channel(ChannelName=CHANNEL)
+            report(name, False, "no error")
+        except ClientError as err:
+            report(name, err.response["Error"]["Code"] == expected_code
+                   and err.response["ResponseMetadata"]["HTTPStatusCode"] == 403, repr(err.response))
+
+    client_error("botocore client with a wrong secret sees InvalidSignatureException",
+                 "InvalidSignatureException", aws_access_key_id=AKID,
+                 aws_secret_access_key="y" * 40, aws_session_token=TOKEN)
+    client_error("botocore client with an unknown key sees UnrecognizedClientException",
+                 "UnrecognizedClientException", aws_access_key_id="AKIAUNKNOWNUNKNOWN00",
+                 aws_secret_access_key=SECRET, aws_session_token=TOKEN)
+    client_error("botocore unsigned client sees MissingAuthenticationTokenException",
+                 "MissingAuthenticationTokenException",
+                 config=Config(signature_version=UNSIGNED))
 
 
 def signed_post(path, body, secret=SECRET, sign_host=None, tamper=False):
@@ -284,10 +296,12 @@ def signed_post(path, body, secret=SECRET, sign_host=None, tamper=False):
     return out
 
 
-def expect_post_denied(name, status, headers, body, message_prefix=None):
+def expect_post_denied(name, status, headers, body, message_prefix=None,
+                       error_type="InvalidSignatureException"):
+    # The control plane answers auth failures with the auth layer's types (not AccessDenied).
     et = headers.get("x-amzn-errortype", "")
     msg = json.loads(body).get("message", "") if body else ""
-    ok = status == 403 and et.split(":")[0] == "AccessDeniedException" and "date" in headers
+    ok = status == 403 and et.split(":")[0] == error_type and "date" in headers
     if message_prefix and not msg.startswith(message_prefix):
         ok = False
     report(name, ok, "status=%s type=%s message=%r" % (status, et, msg))

@@ -155,7 +155,7 @@ fn env_file_serves_and_sigterm_stops() {
     );
     // Admin works over plain HTTP.
     assert_eq!(
-        admin(&env, "GET", "/state", "").json()["viewers"]
+        admin(&env, "GET", "/v1/state", "").json()["viewers"]
             .as_array()
             .unwrap()
             .len(),

@@ -6,7 +6,10 @@ use crate::error::Error;
 use crate::ice::IceServer;
 
 use super::types::copy_c_string;
-use super::{KvsViewer, fail, null_pointer, with_viewer};
+use super::versioned::{
+    frozen_size, read_prefix, struct_size_of, usable_size, write_prefix, zero_init,
+};
+use super::{KvsStatus, KvsViewer, fail, null_pointer, with_viewer};
 
 /// Most ICE servers a viewer reports: the STUN server plus at most 5 TURN servers.
 pub const KVS_MAX_ICE_SERVERS: usize = 6;
@@ -16,10 +19,11 @@ pub const KVS_MAX_ICE_URIS: usize = 4;
 pub const KVS_ICE_STRING_BUF_LEN: usize = 257;
 
 /// One ICE server, filled by `kvs_viewer_ice_server_get` into caller-owned memory.
-/// Initialise with `kvs_ice_server_init`. Strings are NUL-terminated.
+/// Initialise with `kvs_ice_server_init`. Strings are NUL-terminated. Size-versioned: the
+/// library writes only the fields that fit in `struct_size`.
 #[repr(C)]
 pub struct KvsIceServer {
-    /// `sizeof(KvsIceServer)`, set by `kvs_ice_server_init`.
+    /// `sizeof(KvsIceServer)` of the caller's header, set by `kvs_ice_server_init`.
     pub struct_size: u32,
     /// Number of valid entries in `uris` (1..KVS_MAX_ICE_URIS).
     pub uri_count: u32,
@@ -34,25 +38,65 @@ pub struct KvsIceServer {
     pub ttl_s: u32,
 }
 
-/// Zeroes `server` and sets `struct_size`. NULL is ignored. Thread-safe.
-///
-/// # Safety
-/// `server` must be NULL or point to writable memory for a `KvsIceServer`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn kvs_ice_server_init(server: *mut KvsIceServer) {
-    if server.is_null() {
-        return;
-    }
-    let init = KvsIceServer {
-        struct_size: size_of::<KvsIceServer>() as u32,
+/// `sizeof(KvsIceServer)` in the 0.1 header, frozen; the smallest `struct_size` accepted.
+pub(crate) const ICE_SERVER_SIZE_0_1: usize = frozen_size(
+    std::mem::offset_of!(KvsIceServer, ttl_s) + size_of::<u32>(),
+    align_of::<u32>(),
+);
+
+fn ice_server_defaults() -> KvsIceServer {
+    KvsIceServer {
+        struct_size: 0,
         uri_count: 0,
         uris: [[0; KVS_ICE_STRING_BUF_LEN]; KVS_MAX_ICE_URIS],
         username: [0; KVS_ICE_STRING_BUF_LEN],
         password: [0; KVS_ICE_STRING_BUF_LEN],
         ttl_s: 0,
-    };
-    // SAFETY: non-NULL and writable per the contract; `write` does not read the old value.
-    unsafe { server.write(init) };
+    }
+}
+
+/// 0.1 entry point, kept for binaries built against the 0.1 header: zeroes a 0.1-sized
+/// server. New code reaches `kvs_ice_server_init_sized` through the
+/// `kvs_ice_server_init(server)` macro below, which passes `sizeof *(server)`.
+///
+/// # Safety
+/// `server` must be NULL or point to a writable 0.1-sized `KvsIceServer`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_ice_server_init(server: *mut KvsIceServer) {
+    // SAFETY: forwarded contract, with the 0.1 size.
+    let _ = unsafe { kvs_ice_server_init_sized(server, ICE_SERVER_SIZE_0_1) };
+}
+
+/// Zeroes the caller's `size` bytes at `server` and sets `struct_size = size`. Use the
+/// `kvs_ice_server_init` macro, which passes `sizeof *(server)`. Thread-safe.
+///
+/// Errors: `KVS_ERR_NULL_POINTER`, `KVS_ERR_INVALID_ARGUMENT` (`size` below the 0.1 layout
+/// or above 4 GiB; nothing written).
+///
+/// # Safety
+/// `server` must be NULL or point to `size` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_ice_server_init_sized(
+    server: *mut KvsIceServer,
+    size: usize,
+) -> KvsStatus {
+    if server.is_null() {
+        return null_pointer("server");
+    }
+    super::guard(|| {
+        if size < ICE_SERVER_SIZE_0_1 || u32::try_from(size).is_err() {
+            return Err(fail(Error::invalid(
+                "size",
+                format!(
+                    "{size} is not a kvs_ice_server_init struct size (at least \
+                     {ICE_SERVER_SIZE_0_1}); pass sizeof the struct"
+                ),
+            )));
+        }
+        // SAFETY: non-NULL; `size` writable bytes per the contract.
+        unsafe { zero_init(server, size) };
+        Ok(())
+    })
 }
 
 fn as_bytes_mut(buf: &mut [c_char]) -> &mut [u8] {
@@ -99,7 +143,7 @@ fn fill(out: &mut KvsIceServer, s: &IceServer) {
 pub unsafe extern "C" fn kvs_viewer_ice_server_count(
     viewer: *mut KvsViewer,
     out_count: *mut usize,
-) -> i32 {
+) -> KvsStatus {
     if out_count.is_null() {
         return null_pointer("out_count");
     }
@@ -128,24 +172,22 @@ pub unsafe extern "C" fn kvs_viewer_ice_server_get(
     viewer: *mut KvsViewer,
     index: usize,
     out: *mut KvsIceServer,
-) -> i32 {
+) -> KvsStatus {
     if out.is_null() {
         return null_pointer("out");
     }
     with_viewer(viewer, |v| {
-        // SAFETY: non-NULL; the caller guarantees a valid, exclusively borrowed struct.
-        let out = unsafe { &mut *out };
-        if (out.struct_size as usize) < size_of::<KvsIceServer>() {
-            return Err(fail(Error::invalid(
-                "out.struct_size",
-                format!(
-                    "{} is smaller than this library's KvsIceServer ({}); call \
-                     kvs_ice_server_init()",
-                    out.struct_size,
-                    size_of::<KvsIceServer>()
-                ),
-            )));
-        }
+        // SAFETY: non-NULL; the caller guarantees `struct_size` readable, writable bytes.
+        let given = unsafe { struct_size_of(out) };
+        let n = usable_size::<KvsIceServer>(
+            given,
+            ICE_SERVER_SIZE_0_1,
+            "out.struct_size",
+            "kvs_ice_server_init",
+        )
+        .map_err(fail)?;
+        // SAFETY: `n <= given` readable bytes; KvsIceServer is plain data.
+        let mut local = unsafe { read_prefix(out, n, ice_server_defaults()) };
         let servers = v.ice_servers().map_err(fail)?;
         let server = servers.get(index).ok_or_else(|| {
             fail(Error::invalid(
@@ -153,7 +195,11 @@ pub unsafe extern "C" fn kvs_viewer_ice_server_get(
                 format!("{index} is past the {} ICE servers", servers.len()),
             ))
         })?;
-        fill(out, server);
+        fill(&mut local, server);
+        // SAFETY: `n <= given` writable bytes.
+        unsafe { write_prefix(out, n, &local) };
+        // The local copy held a TURN password.
+        zeroize::Zeroize::zeroize(&mut local.password);
         Ok(())
     })
 }
@@ -170,7 +216,7 @@ pub unsafe extern "C" fn kvs_viewer_ice_server_get(
 /// # Safety
 /// `viewer` must come from `kvs_viewer_connect` and not be closed.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn kvs_viewer_refresh_ice_servers(viewer: *mut KvsViewer) -> i32 {
+pub unsafe extern "C" fn kvs_viewer_refresh_ice_servers(viewer: *mut KvsViewer) -> KvsStatus {
     with_viewer(viewer, |v| {
         v.refresh_ice_servers().map(|_| ()).map_err(fail)
     })
@@ -187,5 +233,11 @@ mod tests {
         assert_eq!(KVS_MAX_ICE_SERVERS, MAX_TURN_SERVERS + 1);
         assert_eq!(KVS_MAX_ICE_URIS, MAX_URIS_PER_SERVER);
         assert_eq!(KVS_ICE_STRING_BUF_LEN, MAX_ICE_STRING_LEN + 1);
+    }
+
+    #[test]
+    fn frozen_0_1_size() {
+        assert_eq!(ICE_SERVER_SIZE_0_1, 1556);
+        assert!(size_of::<KvsIceServer>() >= ICE_SERVER_SIZE_0_1);
     }
 }

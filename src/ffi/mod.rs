@@ -4,151 +4,89 @@
 //! error to a stable code and records the detail for `kvs_last_error_message`.
 
 mod ice;
+mod status;
 mod types;
+mod versioned;
 
 use std::cell::RefCell;
-use std::ffi::{CStr, c_char};
+use std::ffi::{CStr, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::session::Viewer;
 
 pub use ice::*;
+pub use status::*;
 pub use types::*;
 
-// ---------------------------------------------------------------------------------------
-// Codes. Append-only: never renumber or reuse a value.
-
-/// Success.
-pub const KVS_OK: i32 = 0;
-/// 400 `InvalidArgumentException` from the service, or a value refused locally (the detail
-/// message names the field).
-pub const KVS_ERR_INVALID_ARGUMENT: i32 = -1;
-/// 403 (or 401) `AccessDeniedException`: bad or expired credentials, or a clock too far off.
-pub const KVS_ERR_ACCESS_DENIED: i32 = -2;
-/// 404 `ResourceNotFoundException`: the channel does not exist.
-pub const KVS_ERR_RESOURCE_NOT_FOUND: i32 = -3;
-/// 400 `ClientLimitExceededException`: too many viewers on the channel, or calls too fast.
-pub const KVS_ERR_CLIENT_LIMIT_EXCEEDED: i32 = -4;
-/// Another named service exception; the detail message holds its name.
-pub const KVS_ERR_SERVICE: i32 = -5;
-/// A bounded wait ran out. Not fatal: the handle stays usable.
-pub const KVS_ERR_TIMEOUT: i32 = -10;
-/// The connection is closed (by the server, the network or a failure); the detail holds the
-/// close code when the server sent one. The connection is gone: call `kvs_viewer_reconnect`
-/// (one TLS handshake, unread messages kept) or `kvs_viewer_close`.
-pub const KVS_ERR_CLOSED: i32 = -11;
-/// DNS or TCP failure (refused port, unreachable host).
-pub const KVS_ERR_NETWORK: i32 = -12;
-/// TLS handshake failure, including an untrusted or mismatched certificate.
-pub const KVS_ERR_TLS: i32 = -13;
-/// The server broke the protocol (bad upgrade response, oversized frame).
-pub const KVS_ERR_PROTOCOL: i32 = -14;
-/// An HTTP status the service does not document for the call (5xx, 429, ...);
-/// see `kvs_last_error_http_status`.
-pub const KVS_ERR_HTTP_STATUS: i32 = -15;
-/// The caller's buffer is too small; nothing was consumed and the needed size was written.
-pub const KVS_ERR_BUFFER_TOO_SMALL: i32 = -20;
-/// A required pointer argument was NULL.
-pub const KVS_ERR_NULL_POINTER: i32 = -21;
-/// A bug in the library (a caught panic); the detail holds the panic message.
-pub const KVS_ERR_INTERNAL: i32 = -30;
-
-pub(crate) fn code_of(kind: ErrorKind) -> i32 {
-    match kind {
-        ErrorKind::InvalidArgument => KVS_ERR_INVALID_ARGUMENT,
-        ErrorKind::AccessDenied => KVS_ERR_ACCESS_DENIED,
-        ErrorKind::ResourceNotFound => KVS_ERR_RESOURCE_NOT_FOUND,
-        ErrorKind::ClientLimitExceeded => KVS_ERR_CLIENT_LIMIT_EXCEEDED,
-        ErrorKind::Service => KVS_ERR_SERVICE,
-        ErrorKind::Timeout => KVS_ERR_TIMEOUT,
-        ErrorKind::Closed => KVS_ERR_CLOSED,
-        ErrorKind::Network => KVS_ERR_NETWORK,
-        ErrorKind::Tls => KVS_ERR_TLS,
-        ErrorKind::Protocol => KVS_ERR_PROTOCOL,
-        ErrorKind::HttpStatus => KVS_ERR_HTTP_STATUS,
-        ErrorKind::BufferTooSmall => KVS_ERR_BUFFER_TOO_SMALL,
-        ErrorKind::Internal => KVS_ERR_INTERNAL,
-    }
-}
-
-/// The name of an error code, e.g. `"KVS_ERR_ACCESS_DENIED"`.
-///
-/// Never NULL: unknown codes give `"KVS_ERR_UNKNOWN"`. The string is static.
-/// Thread-safe.
-#[unsafe(no_mangle)]
-pub extern "C" fn kvs_error_name(code: i32) -> *const c_char {
-    let name: &'static CStr = match code {
-        KVS_OK => c"KVS_OK",
-        KVS_ERR_INVALID_ARGUMENT => c"KVS_ERR_INVALID_ARGUMENT",
-        KVS_ERR_ACCESS_DENIED => c"KVS_ERR_ACCESS_DENIED",
-        KVS_ERR_RESOURCE_NOT_FOUND => c"KVS_ERR_RESOURCE_NOT_FOUND",
-        KVS_ERR_CLIENT_LIMIT_EXCEEDED => c"KVS_ERR_CLIENT_LIMIT_EXCEEDED",
-        KVS_ERR_SERVICE => c"KVS_ERR_SERVICE",
-        KVS_ERR_TIMEOUT => c"KVS_ERR_TIMEOUT",
-        KVS_ERR_CLOSED => c"KVS_ERR_CLOSED",
-        KVS_ERR_NETWORK => c"KVS_ERR_NETWORK",
-        KVS_ERR_TLS => c"KVS_ERR_TLS",
-        KVS_ERR_PROTOCOL => c"KVS_ERR_PROTOCOL",
-        KVS_ERR_HTTP_STATUS => c"KVS_ERR_HTTP_STATUS",
-        KVS_ERR_BUFFER_TOO_SMALL => c"KVS_ERR_BUFFER_TOO_SMALL",
-        KVS_ERR_NULL_POINTER => c"KVS_ERR_NULL_POINTER",
-        KVS_ERR_INTERNAL => c"KVS_ERR_INTERNAL",
-        _ => c"KVS_ERR_UNKNOWN",
-    };
-    name.as_ptr()
-}
+use status::KvsStatus::{KVS_ERR_INTERNAL, KVS_ERR_NULL_POINTER, KVS_OK};
 
 // ---------------------------------------------------------------------------------------
 // Per-thread detail of the last failure.
 
 struct LastError {
+    code: KvsStatus,
     message: String,
-    http_status: i32,
+    http_status: u16,
+    /// The service's exception name, for `kvs_status_is_retryable`.
+    error_type: Option<String>,
 }
 
 thread_local! {
     static LAST_ERROR: RefCell<LastError> = const {
-        RefCell::new(LastError { message: String::new(), http_status: 0 })
+        RefCell::new(LastError {
+            code: KVS_OK,
+            message: String::new(),
+            http_status: 0,
+            error_type: None,
+        })
     };
 }
 
-fn record(code: i32, message: String, http_status: i32) -> i32 {
-    LAST_ERROR.with(|l| {
-        let mut l = l.borrow_mut();
-        l.message = message;
-        l.http_status = http_status;
-    });
+fn record(last: LastError) -> KvsStatus {
+    let code = last.code;
+    LAST_ERROR.with(|l| *l.borrow_mut() = last);
     code
 }
 
 /// Records `e` as this thread's last error and returns its code.
-pub(crate) fn fail(e: Error) -> i32 {
+pub(crate) fn fail(e: Error) -> KvsStatus {
     let mut message = e.to_string();
     if let Some(t) = &e.error_type {
         if !message.contains(t.as_str()) {
             message = format!("{t}: {message}");
         }
     }
-    record(code_of(e.kind), message, e.http_status.map_or(0, i32::from))
+    record(LastError {
+        code: code_of(e.kind),
+        message,
+        http_status: e.http_status.unwrap_or(0),
+        error_type: e.error_type,
+    })
 }
 
-pub(crate) fn null_pointer(argument: &str) -> i32 {
-    record(
-        KVS_ERR_NULL_POINTER,
-        format!("{argument}: must not be NULL"),
-        0,
-    )
+pub(crate) fn null_pointer(argument: &str) -> KvsStatus {
+    record(LastError {
+        code: KVS_ERR_NULL_POINTER,
+        message: format!("{argument}: must not be NULL"),
+        http_status: 0,
+        error_type: None,
+    })
 }
 
-fn ok() -> i32 {
-    record(KVS_OK, String::new(), 0)
+fn ok() -> KvsStatus {
+    record(LastError {
+        code: KVS_OK,
+        message: String::new(),
+        http_status: 0,
+        error_type: None,
+    })
 }
 
 /// Runs `f` behind the panic boundary: a panic becomes `KVS_ERR_INTERNAL` with its text.
-pub(crate) fn guard(f: impl FnOnce() -> Result<(), i32>) -> i32 {
+pub(crate) fn guard(f: impl FnOnce() -> Result<(), KvsStatus>) -> KvsStatus {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => ok(),
         Ok(Err(code)) => code,
@@ -197,7 +135,28 @@ pub unsafe extern "C" fn kvs_last_error_message(buf: *mut c_char, cap: usize) ->
 /// involved no HTTP response. Thread-safe (per thread).
 #[unsafe(no_mangle)]
 pub extern "C" fn kvs_last_error_http_status() -> i32 {
-    LAST_ERROR.with(|l| l.borrow().http_status)
+    LAST_ERROR.with(|l| i32::from(l.borrow().http_status))
+}
+
+/// Whether a call that failed with `code` is worth retrying after a back-off (the official
+/// SDKs wait 100 ms·2ⁿ, capped at 10 s, with full jitter): 1 = retry, 0 = retrying the same
+/// call cannot help (fix the input, the credentials or the channel first).
+///
+/// 1 for `KVS_ERR_TIMEOUT`, `KVS_ERR_NETWORK`, `KVS_ERR_CLOSED` (reconnect) and
+/// `KVS_ERR_CLIENT_LIMIT_EXCEEDED` (throttling). For `KVS_ERR_SERVICE` and
+/// `KVS_ERR_HTTP_STATUS` the answer depends on the failure, so it reads this thread's last
+/// error detail (call it right after the failing call, on the same thread, like
+/// `kvs_last_error_message`): 1 when that failure had this code and HTTP status 429 or
+/// 500..599, or a throttling exception (`ThrottlingException`, `TooManyRequestsException`,
+/// `RequestLimitExceeded`); otherwise 0. 0 for `KVS_OK`, every other code and unknown
+/// values. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn kvs_status_is_retryable(code: i32) -> c_int {
+    let retry = LAST_ERROR.with(|l| {
+        let l = l.borrow();
+        status::is_retryable(code, Some((l.code, l.http_status, l.error_type.as_deref())))
+    });
+    retry.into()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -245,8 +204,8 @@ pub struct KvsViewer {
 /// Runs `f` on a live handle behind the panic boundary.
 pub(crate) fn with_viewer(
     viewer: *const KvsViewer,
-    f: impl FnOnce(&Viewer) -> Result<(), i32>,
-) -> i32 {
+    f: impl FnOnce(&Viewer) -> Result<(), KvsStatus>,
+) -> KvsStatus {
     if viewer.is_null() {
         return null_pointer("viewer");
     }
@@ -295,7 +254,7 @@ pub(crate) fn with_viewer(
 pub unsafe extern "C" fn kvs_viewer_connect(
     config: *const KvsViewerConfig,
     out_viewer: *mut *mut KvsViewer,
-) -> i32 {
+) -> KvsStatus {
     if config.is_null() {
         return null_pointer("config");
     }
@@ -344,7 +303,7 @@ pub unsafe extern "C" fn kvs_viewer_send(
     payload: *const c_char,
     payload_len: usize,
     correlation_id: *const c_char,
-) -> i32 {
+) -> KvsStatus {
     if payload.is_null() {
         return null_pointer("payload");
     }
@@ -385,14 +344,13 @@ pub unsafe extern "C" fn kvs_viewer_recv(
     viewer: *mut KvsViewer,
     out: *mut KvsMessage,
     timeout_ms: i32,
-) -> i32 {
+) -> KvsStatus {
     if out.is_null() {
         return null_pointer("out");
     }
     with_viewer(viewer, |v| {
-        // SAFETY: non-NULL; the caller guarantees a valid, exclusively borrowed KvsMessage.
-        let out = unsafe { &mut *out };
-        types::check_message(out).map_err(fail)?;
+        // SAFETY: non-NULL; the caller guarantees `struct_size` readable, writable bytes.
+        let mut out = unsafe { types::MessageOut::open(out) }.map_err(fail)?;
         let timeout = match timeout_ms {
             -1 => None,
             t if t < 0 => {
@@ -403,9 +361,12 @@ pub unsafe extern "C" fn kvs_viewer_recv(
             }
             t => Some(Duration::from_millis(t as u64)),
         };
-        // SAFETY: `check_message` validated the buffer pointer/capacity pair.
-        v.recv_with(timeout, |m| unsafe { types::fill_message(out, m) })
-            .map_err(fail)
+        // SAFETY: `open` validated the buffer pointer/capacity pair.
+        v.recv_with(timeout, |m| unsafe { out.fill(m) })
+            .map_err(fail)?;
+        // SAFETY: as `open`.
+        unsafe { out.commit() };
+        Ok(())
     })
 }
 
@@ -423,7 +384,7 @@ pub unsafe extern "C" fn kvs_viewer_recv(
 /// # Safety
 /// `viewer` must be NULL or come from `kvs_viewer_connect`, and not be used afterwards.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn kvs_viewer_close(viewer: *mut KvsViewer) -> i32 {
+pub unsafe extern "C" fn kvs_viewer_close(viewer: *mut KvsViewer) -> KvsStatus {
     if viewer.is_null() {
         return ok();
     }
@@ -448,7 +409,7 @@ pub unsafe extern "C" fn kvs_viewer_close(viewer: *mut KvsViewer) -> i32 {
 /// # Safety
 /// `viewer` must come from `kvs_viewer_connect` and not be closed.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn kvs_viewer_reconnect(viewer: *mut KvsViewer) -> i32 {
+pub unsafe extern "C" fn kvs_viewer_reconnect(viewer: *mut KvsViewer) -> KvsStatus {
     if viewer.is_null() {
         return null_pointer("viewer");
     }
@@ -490,30 +451,6 @@ mod tests {
         // SAFETY: static NUL-terminated string.
         let v = unsafe { CStr::from_ptr(kvs_viewer_version()) };
         assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
-    }
-
-    #[test]
-    fn every_kind_has_a_named_code() {
-        use ErrorKind::*;
-        for kind in [
-            InvalidArgument,
-            AccessDenied,
-            ResourceNotFound,
-            ClientLimitExceeded,
-            Service,
-            Timeout,
-            Closed,
-            Network,
-            Tls,
-            Protocol,
-            HttpStatus,
-            BufferTooSmall,
-            Internal,
-        ] {
-            // SAFETY: static NUL-terminated string.
-            let name = unsafe { CStr::from_ptr(kvs_error_name(code_of(kind))) };
-            assert_ne!(name.to_str().unwrap(), "KVS_ERR_UNKNOWN", "{kind:?}");
-        }
     }
 
     #[test]

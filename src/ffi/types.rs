@@ -11,21 +11,40 @@ use crate::envelope::{Message, MessageType};
 use crate::error::{Error, ErrorKind};
 use crate::sigv4::Credentials;
 
-/// Message type: a type this library version does not know.
-pub const KVS_MSG_UNKNOWN: i32 = 0;
-/// Message type: an SDP offer (viewers send it; masters receive it).
-pub const KVS_MSG_SDP_OFFER: i32 = 1;
-/// Message type: the master's SDP answer.
-pub const KVS_MSG_SDP_ANSWER: i32 = 2;
-/// Message type: an ICE candidate (sent and received).
-pub const KVS_MSG_ICE_CANDIDATE: i32 = 3;
-/// Message type: the service reports that a message sent with a correlation id failed.
-pub const KVS_MSG_STATUS_RESPONSE: i32 = 4;
-/// Message type: the service asks the client to reconnect; it closes the connection about a
-/// minute later.
-pub const KVS_MSG_GO_AWAY: i32 = 5;
-/// Message type: the service asks the client to fetch new ICE servers and reconnect to TURN.
-pub const KVS_MSG_RECONNECT_ICE_SERVER: i32 = 6;
+use super::KvsStatus;
+use super::versioned::{
+    frozen_size, read_prefix, struct_size_of, usable_size, write_prefix, zero_init,
+};
+
+/// Type of a message (`KvsMessage::message_type`, the `message_type` of `kvs_viewer_send`).
+/// Append-only: a value is never renumbered or reused. Carried as `int32_t` in the ABI; a
+/// value this library does not know is treated as `KVS_MSG_UNKNOWN`.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)] // the C names, so C and Rust grep alike
+pub enum KvsMessageType {
+    /// A type this library version does not know.
+    KVS_MSG_UNKNOWN = 0,
+    /// An SDP offer (viewers send it; masters receive it).
+    KVS_MSG_SDP_OFFER = 1,
+    /// The master's SDP answer.
+    KVS_MSG_SDP_ANSWER = 2,
+    /// An ICE candidate (sent and received).
+    KVS_MSG_ICE_CANDIDATE = 3,
+    /// The service reports that a message sent with a correlation id failed.
+    KVS_MSG_STATUS_RESPONSE = 4,
+    /// The service asks the client to reconnect; it closes the connection about a minute
+    /// later.
+    KVS_MSG_GO_AWAY = 5,
+    /// The service asks the client to fetch new ICE servers and reconnect to TURN.
+    KVS_MSG_RECONNECT_ICE_SERVER = 6,
+    /// Delivered by `kvs_viewer_recv` after an automatic reconnect, in arrival order: the
+    /// signaling connection was replaced; renegotiate if the peer connection died. Never
+    /// sent. (Reserved in 0.2.)
+    KVS_MSG_RECONNECTED = 7,
+}
+
+use KvsMessageType::*;
 
 /// Longest id (client id, correlation id, error type) of the protocol, in bytes.
 pub const KVS_MAX_ID_LEN: usize = 256;
@@ -41,11 +60,11 @@ pub const KVS_MAX_PAYLOAD_LEN: usize = 7500;
 /// Everything `kvs_viewer_connect` needs. Initialise with `kvs_viewer_config_init`, then set
 /// the fields. Strings are borrowed for the duration of the call only.
 ///
-/// ABI-versioned by `struct_size`: the library reads only the fields that fit in it, so
-/// binaries built against an older header keep working when fields are appended.
+/// Size-versioned (see "ABI rules" at the top): the library reads only the fields that fit in
+/// `struct_size`; the others count as 0 / NULL, i.e. their default.
 #[repr(C)]
 pub struct KvsViewerConfig {
-    /// `sizeof(KvsViewerConfig)`, set by `kvs_viewer_config_init`.
+    /// `sizeof(KvsViewerConfig)` of the caller's header, set by `kvs_viewer_config_init`.
     pub struct_size: u32,
     /// AWS region, e.g. `"us-west-2"`. Required.
     pub region: *const c_char,
@@ -84,10 +103,27 @@ pub struct KvsViewerConfig {
     pub ping_interval_ms: u32,
 }
 
-/// Every pointer NULL, every number 0, `struct_size` this library's size.
+/// `sizeof(KvsViewerConfig)` in the 0.1 header, frozen: what the 0.1 `kvs_viewer_config_init`
+/// symbol writes.
+pub(crate) const CONFIG_SIZE_0_1: usize = frozen_size(
+    std::mem::offset_of!(KvsViewerConfig, ping_interval_ms) + size_of::<u32>(),
+    align_of::<*const c_char>(),
+);
+
+/// `sizeof(KvsMessage)` in the 0.1 header, frozen; the smallest `struct_size` accepted.
+pub(crate) const MESSAGE_SIZE_0_1: usize = frozen_size(
+    std::mem::offset_of!(KvsMessage, description) + KVS_DESCRIPTION_BUF_LEN,
+    if align_of::<*mut c_char>() > align_of::<usize>() {
+        align_of::<*mut c_char>()
+    } else {
+        align_of::<usize>()
+    },
+);
+
+/// Every pointer NULL, every number 0: the default of every field, in every version.
 fn config_defaults() -> KvsViewerConfig {
     KvsViewerConfig {
-        struct_size: size_of::<KvsViewerConfig>() as u32,
+        struct_size: 0,
         region: std::ptr::null(),
         channel_arn: std::ptr::null(),
         client_id: std::ptr::null(),
@@ -105,12 +141,13 @@ fn config_defaults() -> KvsViewerConfig {
 }
 
 /// One received message, filled by `kvs_viewer_recv` into caller-owned memory.
-/// Initialise with `kvs_message_init`.
+/// Initialise with `kvs_message_init`. Size-versioned: the library writes only the fields
+/// that fit in `struct_size`.
 #[repr(C)]
 pub struct KvsMessage {
-    /// `sizeof(KvsMessage)`, set by `kvs_message_init`.
+    /// `sizeof(KvsMessage)` of the caller's header, set by `kvs_message_init`.
     pub struct_size: u32,
-    /// One of `KVS_MSG_*`.
+    /// One of `KvsMessageType` (`KVS_MSG_*`).
     pub message_type: i32,
     /// Caller's buffer for the decoded payload (NUL-terminated when it fits).
     pub payload: *mut c_char,
@@ -130,48 +167,100 @@ pub struct KvsMessage {
     pub description: [c_char; KVS_DESCRIPTION_BUF_LEN],
 }
 
-/// Fills `config` with defaults: every pointer NULL, every number 0 (= default), and
-/// `struct_size`. NULL is ignored. Thread-safe.
+/// 0.1 entry point, kept for binaries built against the 0.1 header: initialises a 0.1-sized
+/// config. New code reaches `kvs_viewer_config_init_sized` through the
+/// `kvs_viewer_config_init(config)` macro below, which passes `sizeof *(config)`.
 ///
 /// # Safety
-/// `config` must be NULL or point to writable memory for a `KvsViewerConfig`.
+/// `config` must be NULL or point to a writable 0.1-sized `KvsViewerConfig`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kvs_viewer_config_init(config: *mut KvsViewerConfig) {
-    if config.is_null() {
-        return;
-    }
-    // SAFETY: non-NULL and writable per the contract; `write` does not read the old value.
-    unsafe { config.write(config_defaults()) };
+    // SAFETY: forwarded contract, with the 0.1 size.
+    let _ = unsafe { kvs_viewer_config_init_sized(config, CONFIG_SIZE_0_1) };
 }
 
-/// Prepares `msg` for `kvs_viewer_recv`: zeroes it, sets `struct_size` and the payload
-/// buffer. NULL is ignored. Thread-safe.
+/// Fills the caller's `size` bytes at `config` with defaults — every pointer NULL, every
+/// number 0 (= default) — and sets `struct_size = size`. Use the `kvs_viewer_config_init`
+/// macro, which passes `sizeof *(config)`. A `size` larger than this library's struct (a
+/// newer header) is zeroed all the same. Thread-safe.
+///
+/// Errors: `KVS_ERR_NULL_POINTER`, `KVS_ERR_INVALID_ARGUMENT` (`size` below the 0.1 layout
+/// or above 4 GiB; nothing written).
 ///
 /// # Safety
-/// `msg` must be NULL or point to writable memory for a `KvsMessage`.
+/// `config` must be NULL or point to `size` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_viewer_config_init_sized(
+    config: *mut KvsViewerConfig,
+    size: usize,
+) -> KvsStatus {
+    if config.is_null() {
+        return super::null_pointer("config");
+    }
+    super::guard(|| {
+        check_init_size(size, CONFIG_SIZE_0_1, "size", "kvs_viewer_config_init")?;
+        // SAFETY: non-NULL; `size` writable bytes per the contract.
+        unsafe { zero_init(config, size) };
+        Ok(())
+    })
+}
+
+fn check_init_size(size: usize, min: usize, field: &str, init: &str) -> Result<(), KvsStatus> {
+    if size < min || u32::try_from(size).is_err() {
+        return Err(super::fail(Error::invalid(
+            field,
+            format!("{size} is not a {init} struct size (at least {min}); pass sizeof the struct"),
+        )));
+    }
+    Ok(())
+}
+
+/// 0.1 entry point, kept for binaries built against the 0.1 header: prepares a 0.1-sized
+/// message. New code reaches `kvs_message_init_sized` through the `kvs_message_init(msg,
+/// payload_buf, payload_cap)` macro below, which passes `sizeof *(msg)`.
+///
+/// # Safety
+/// `msg` must be NULL or point to a writable 0.1-sized `KvsMessage`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kvs_message_init(
     msg: *mut KvsMessage,
     payload_buf: *mut c_char,
     payload_cap: usize,
 ) {
+    // SAFETY: forwarded contract, with the 0.1 size.
+    let _ = unsafe { kvs_message_init_sized(msg, MESSAGE_SIZE_0_1, payload_buf, payload_cap) };
+}
+
+/// Prepares the caller's `size` bytes at `msg` for `kvs_viewer_recv`: zeroes them, sets
+/// `struct_size = size` and the payload buffer (`payload_buf` of `payload_cap` bytes, or NULL
+/// and 0). Use the `kvs_message_init` macro, which passes `sizeof *(msg)`. Thread-safe.
+///
+/// Errors: `KVS_ERR_NULL_POINTER` (msg), `KVS_ERR_INVALID_ARGUMENT` (`size` below the 0.1
+/// layout or above 4 GiB; nothing written).
+///
+/// # Safety
+/// `msg` must be NULL or point to `size` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_message_init_sized(
+    msg: *mut KvsMessage,
+    size: usize,
+    payload_buf: *mut c_char,
+    payload_cap: usize,
+) -> KvsStatus {
     if msg.is_null() {
-        return;
+        return super::null_pointer("msg");
     }
-    let init = KvsMessage {
-        struct_size: size_of::<KvsMessage>() as u32,
-        message_type: KVS_MSG_UNKNOWN,
-        payload: payload_buf,
-        payload_cap,
-        payload_len: 0,
-        sender_client_id: [0; KVS_ID_BUF_LEN],
-        correlation_id: [0; KVS_ID_BUF_LEN],
-        error_type: [0; KVS_ID_BUF_LEN],
-        status_code: 0,
-        description: [0; KVS_DESCRIPTION_BUF_LEN],
-    };
-    // SAFETY: non-NULL and writable per the contract.
-    unsafe { msg.write(init) };
+    super::guard(|| {
+        check_init_size(size, MESSAGE_SIZE_0_1, "size", "kvs_message_init")?;
+        // SAFETY: non-NULL; `size` writable bytes, at least the 0.1 layout, so the payload
+        // fields are in bounds.
+        unsafe {
+            zero_init(msg, size);
+            std::ptr::addr_of_mut!((*msg).payload).write(payload_buf);
+            std::ptr::addr_of_mut!((*msg).payload_cap).write(payload_cap);
+        }
+        Ok(())
+    })
 }
 
 /// Reads a C string field: NULL → None; not UTF-8 → an error naming the field.
@@ -205,27 +294,19 @@ unsafe fn required_str<'a>(p: *const c_char, field: &str) -> Result<&'a str, Err
 /// `config` is non-NULL and its first `struct_size` bytes are readable; its strings are
 /// NULL or NUL-terminated.
 pub(crate) unsafe fn read_config(config: *const KvsViewerConfig) -> Result<ViewerConfig, Error> {
-    let mut c = config_defaults();
     // SAFETY: `struct_size` is the first field, readable for any valid config.
-    let given = unsafe { std::ptr::addr_of!((*config).struct_size).read_unaligned() } as usize;
+    let given = unsafe { struct_size_of(config) };
+    // Older than 0.1's appended fields is still accepted: they count as unset.
     let first_fields =
         std::mem::offset_of!(KvsViewerConfig, secret_access_key) + size_of::<*const c_char>();
-    if given < first_fields {
-        return Err(Error::invalid(
-            "struct_size",
-            format!("{given} is too small; call kvs_viewer_config_init() first"),
-        ));
-    }
-    let n = given.min(size_of::<KvsViewerConfig>());
-    // SAFETY: the caller guarantees `given` readable bytes; we copy at most our own size into
-    // a local of that size. Both are plain data.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            config.cast::<u8>(),
-            std::ptr::addr_of_mut!(c).cast::<u8>(),
-            n,
-        )
-    };
+    let n = usable_size::<KvsViewerConfig>(
+        given,
+        first_fields,
+        "struct_size",
+        "kvs_viewer_config_init",
+    )?;
+    // SAFETY: the caller guarantees `given >= n` readable bytes; the struct is plain data.
+    let c = unsafe { read_prefix(config, n, config_defaults()) };
     // SAFETY (all reads below): the fields came from the caller's struct, whose strings are
     // NULL or NUL-terminated per the contract.
     let region = unsafe { required_str(c.region, "region") }?;
@@ -270,18 +351,24 @@ pub(crate) unsafe fn read_config(config: *const KvsViewerConfig) -> Result<Viewe
 /// Unknown integers map to `Unknown`, which `send` refuses with a clear message: a C value
 /// never becomes an out-of-range Rust enum.
 pub(crate) fn message_type_from_c(t: i32) -> MessageType {
+    const OFFER: i32 = KVS_MSG_SDP_OFFER as i32;
+    const ANSWER: i32 = KVS_MSG_SDP_ANSWER as i32;
+    const CANDIDATE: i32 = KVS_MSG_ICE_CANDIDATE as i32;
+    const STATUS: i32 = KVS_MSG_STATUS_RESPONSE as i32;
+    const GO_AWAY: i32 = KVS_MSG_GO_AWAY as i32;
+    const RECONNECT_ICE: i32 = KVS_MSG_RECONNECT_ICE_SERVER as i32;
     match t {
-        KVS_MSG_SDP_OFFER => MessageType::SdpOffer,
-        KVS_MSG_SDP_ANSWER => MessageType::SdpAnswer,
-        KVS_MSG_ICE_CANDIDATE => MessageType::IceCandidate,
-        KVS_MSG_STATUS_RESPONSE => MessageType::StatusResponse,
-        KVS_MSG_GO_AWAY => MessageType::GoAway,
-        KVS_MSG_RECONNECT_ICE_SERVER => MessageType::ReconnectIceServer,
+        OFFER => MessageType::SdpOffer,
+        ANSWER => MessageType::SdpAnswer,
+        CANDIDATE => MessageType::IceCandidate,
+        STATUS => MessageType::StatusResponse,
+        GO_AWAY => MessageType::GoAway,
+        RECONNECT_ICE => MessageType::ReconnectIceServer,
         _ => MessageType::Unknown,
     }
 }
 
-fn message_type_to_c(t: MessageType) -> i32 {
+fn message_type_to_c(t: MessageType) -> KvsMessageType {
     match t {
         MessageType::Unknown => KVS_MSG_UNKNOWN,
         MessageType::SdpOffer => KVS_MSG_SDP_OFFER,
@@ -294,6 +381,9 @@ fn message_type_to_c(t: MessageType) -> i32 {
 }
 
 pub(crate) fn message_type_name(t: i32) -> &'static CStr {
+    if t == KVS_MSG_RECONNECTED as i32 {
+        return c"RECONNECTED";
+    }
     match message_type_from_c(t) {
         MessageType::Unknown => c"UNKNOWN",
         MessageType::SdpOffer => c"SDP_OFFER",
@@ -318,61 +408,104 @@ pub(crate) unsafe fn payload_bytes<'a>(p: *const c_char, len: usize) -> &'a [u8]
     }
 }
 
-pub(crate) fn check_message(out: &KvsMessage) -> Result<(), Error> {
-    if (out.struct_size as usize) < size_of::<KvsMessage>() {
-        return Err(Error::invalid(
-            "out.struct_size",
-            format!(
-                "{} is smaller than this library's KvsMessage ({}); call kvs_message_init()",
-                out.struct_size,
-                size_of::<KvsMessage>()
-            ),
-        ));
-    }
-    if out.payload.is_null() && out.payload_cap > 0 {
-        return Err(Error::invalid(
-            "out.payload",
-            "is NULL but payload_cap is not 0",
-        ));
-    }
-    Ok(())
+/// The caller's `KvsMessage` during one `kvs_viewer_recv`: a full-sized local copy of the
+/// prefix the caller's `struct_size` covers, written back only on success.
+pub(crate) struct MessageOut {
+    caller: *mut KvsMessage,
+    n: usize,
+    local: KvsMessage,
 }
 
-/// Writes `m` into `out`, or only `payload_len` when the payload does not fit.
-///
-/// # Safety
-/// `out.payload` points to `out.payload_cap` writable bytes (or is NULL with cap 0).
-pub(crate) unsafe fn fill_message(out: &mut KvsMessage, m: &Message) -> Result<(), Error> {
-    let needed = m.payload.len();
-    if needed >= out.payload_cap {
-        out.payload_len = needed;
-        return Err(Error::new(
-            ErrorKind::BufferTooSmall,
-            format!(
-                "out.payload: the {} payload needs {} bytes plus the NUL, the buffer holds {}; \
-                 the message stays queued",
-                m.message_type.name(),
-                needed,
-                out.payload_cap
-            ),
-        ));
+impl MessageOut {
+    /// Checks `struct_size` and the payload buffer of the caller's message.
+    ///
+    /// # Safety
+    /// `caller` is non-NULL and its first `struct_size` bytes are readable and writable.
+    pub(crate) unsafe fn open(caller: *mut KvsMessage) -> Result<MessageOut, Error> {
+        // SAFETY: the first field is readable per the contract.
+        let given = unsafe { struct_size_of(caller) };
+        let n = usable_size::<KvsMessage>(
+            given,
+            MESSAGE_SIZE_0_1,
+            "out.struct_size",
+            "kvs_message_init",
+        )?;
+        // SAFETY: `n <= given` readable bytes; KvsMessage is plain data.
+        let local = unsafe { read_prefix(caller, n, message_defaults()) };
+        if local.payload.is_null() && local.payload_cap > 0 {
+            return Err(Error::invalid(
+                "out.payload",
+                "is NULL but payload_cap is not 0",
+            ));
+        }
+        Ok(MessageOut { caller, n, local })
     }
-    // SAFETY: `needed < payload_cap`, and the caller guarantees `payload_cap` writable bytes.
-    let buf = unsafe { std::slice::from_raw_parts_mut(out.payload.cast::<u8>(), out.payload_cap) };
-    buf[..needed].copy_from_slice(&m.payload);
-    buf[needed] = 0;
-    out.payload_len = needed;
-    out.message_type = message_type_to_c(m.message_type);
-    copy_c_string(&m.sender_client_id, as_bytes_mut(&mut out.sender_client_id));
-    let status = m.status.clone().unwrap_or_default();
-    copy_c_string(
-        &status.correlation_id,
-        as_bytes_mut(&mut out.correlation_id),
-    );
-    copy_c_string(&status.error_type, as_bytes_mut(&mut out.error_type));
-    copy_c_string(&status.description, as_bytes_mut(&mut out.description));
-    out.status_code = status.status_code;
-    Ok(())
+
+    /// Copies `m` into the local message and its payload into the caller's buffer; when the
+    /// payload does not fit, writes only the caller's `payload_len`.
+    ///
+    /// # Safety
+    /// The caller's `payload` points to `payload_cap` writable bytes (or is NULL with cap 0).
+    pub(crate) unsafe fn fill(&mut self, m: &Message) -> Result<(), Error> {
+        let out = &mut self.local;
+        let needed = m.payload.len();
+        if needed >= out.payload_cap {
+            // SAFETY: `payload_len` is a 0.1 field, inside the caller's `n` bytes.
+            unsafe { std::ptr::addr_of_mut!((*self.caller).payload_len).write(needed) };
+            return Err(Error::new(
+                ErrorKind::BufferTooSmall,
+                format!(
+                    "out.payload: the {} payload needs {} bytes plus the NUL, the buffer \
+                     holds {}; the message stays queued",
+                    m.message_type.name(),
+                    needed,
+                    out.payload_cap
+                ),
+            ));
+        }
+        // SAFETY: `needed < payload_cap`, and the caller guarantees `payload_cap` writable
+        // bytes.
+        let buf =
+            unsafe { std::slice::from_raw_parts_mut(out.payload.cast::<u8>(), out.payload_cap) };
+        buf[..needed].copy_from_slice(&m.payload);
+        buf[needed] = 0;
+        out.payload_len = needed;
+        out.message_type = message_type_to_c(m.message_type) as i32;
+        copy_c_string(&m.sender_client_id, as_bytes_mut(&mut out.sender_client_id));
+        let status = m.status.clone().unwrap_or_default();
+        copy_c_string(
+            &status.correlation_id,
+            as_bytes_mut(&mut out.correlation_id),
+        );
+        copy_c_string(&status.error_type, as_bytes_mut(&mut out.error_type));
+        copy_c_string(&status.description, as_bytes_mut(&mut out.description));
+        out.status_code = status.status_code;
+        Ok(())
+    }
+
+    /// Writes the filled fields back, as far as the caller's struct reaches.
+    ///
+    /// # Safety
+    /// As `open`: the caller's first `n` bytes are writable.
+    pub(crate) unsafe fn commit(self) {
+        // SAFETY: `n` writable bytes per `open`'s contract.
+        unsafe { write_prefix(self.caller, self.n, &self.local) };
+    }
+}
+
+fn message_defaults() -> KvsMessage {
+    KvsMessage {
+        struct_size: 0,
+        message_type: KVS_MSG_UNKNOWN as i32,
+        payload: std::ptr::null_mut(),
+        payload_cap: 0,
+        payload_len: 0,
+        sender_client_id: [0; KVS_ID_BUF_LEN],
+        correlation_id: [0; KVS_ID_BUF_LEN],
+        error_type: [0; KVS_ID_BUF_LEN],
+        status_code: 0,
+        description: [0; KVS_DESCRIPTION_BUF_LEN],
+    }
 }
 
 fn as_bytes_mut(buf: &mut [c_char]) -> &mut [u8] {
@@ -408,6 +541,17 @@ mod tests {
         assert_eq!(out[0], 0);
     }
 
+    /// The 0.1 layouts on 64-bit targets, as the 0.1 header's `sizeof` gives them
+    /// (tests/c/abi-0.1 checks the same against the real header on every target).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn frozen_0_1_sizes() {
+        assert_eq!(CONFIG_SIZE_0_1, 104);
+        assert_eq!(MESSAGE_SIZE_0_1, 1840);
+        assert!(size_of::<KvsViewerConfig>() >= CONFIG_SIZE_0_1);
+        assert!(size_of::<KvsMessage>() >= MESSAGE_SIZE_0_1);
+    }
+
     #[test]
     fn payload_bound_matches_the_envelope() {
         assert_eq!(KVS_MAX_PAYLOAD_LEN, MAX_PAYLOAD);
@@ -415,10 +559,14 @@ mod tests {
 
     #[test]
     fn unknown_type_integers_are_safe() {
-        for t in [-1, 7, i32::MAX, i32::MIN] {
+        for t in [-1, 8, i32::MAX, i32::MIN] {
             assert_eq!(message_type_from_c(t), MessageType::Unknown);
             assert_eq!(message_type_name(t), c"UNKNOWN");
         }
-        assert_eq!(message_type_name(KVS_MSG_GO_AWAY), c"GO_AWAY");
+        assert_eq!(message_type_name(KVS_MSG_GO_AWAY as i32), c"GO_AWAY");
+        assert_eq!(
+            message_type_name(KVS_MSG_RECONNECTED as i32),
+            c"RECONNECTED"
+        );
     }
 }

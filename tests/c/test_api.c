@@ -86,6 +86,26 @@ static void test_error_names(void) {
   static const int32_t unknown[] = {1, -6, -9, -16, -19, -22, -29, -31, -1000, INT32_MIN, INT32_MAX};
   for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
     CHECK_STR(kvs_error_name(unknown[i]), "KVS_ERR_UNKNOWN");
+    CHECK(kvs_status_is_retryable(unknown[i]) == 0);
+  }
+  /* Retry advice for the codes that do not depend on the failure's HTTP status. */
+  {
+    static const KvsStatus retry[] = {KVS_ERR_TIMEOUT, KVS_ERR_NETWORK, KVS_ERR_CLOSED,
+                                      KVS_ERR_CLIENT_LIMIT_EXCEEDED};
+    static const KvsStatus final[] = {KVS_OK, KVS_ERR_INVALID_ARGUMENT, KVS_ERR_ACCESS_DENIED,
+                                      KVS_ERR_RESOURCE_NOT_FOUND, KVS_ERR_TLS, KVS_ERR_PROTOCOL,
+                                      KVS_ERR_BUFFER_TOO_SMALL, KVS_ERR_NULL_POINTER,
+                                      KVS_ERR_INTERNAL};
+    for (size_t i = 0; i < sizeof retry / sizeof retry[0]; i++) {
+      CHECK(kvs_status_is_retryable(retry[i]) == 1);
+    }
+    for (size_t i = 0; i < sizeof final / sizeof final[0]; i++) {
+      CHECK(kvs_status_is_retryable(final[i]) == 0);
+    }
+    /* No failure with an HTTP status on this thread: no advice to retry. */
+    CHECK_CODE(kvs_viewer_close(NULL), KVS_OK);
+    CHECK(kvs_status_is_retryable(KVS_ERR_SERVICE) == 0);
+    CHECK(kvs_status_is_retryable(KVS_ERR_HTTP_STATUS) == 0);
   }
 }
 
@@ -104,7 +124,8 @@ static void test_message_type_names(void) {
   CHECK_STR(kvs_message_type_name(KVS_MSG_STATUS_RESPONSE), "STATUS_RESPONSE");
   CHECK_STR(kvs_message_type_name(KVS_MSG_GO_AWAY), "GO_AWAY");
   CHECK_STR(kvs_message_type_name(KVS_MSG_RECONNECT_ICE_SERVER), "RECONNECT_ICE_SERVER");
-  CHECK_STR(kvs_message_type_name(7), "UNKNOWN");
+  CHECK_STR(kvs_message_type_name(KVS_MSG_RECONNECTED), "RECONNECTED");
+  CHECK_STR(kvs_message_type_name(8), "UNKNOWN");
   CHECK_STR(kvs_message_type_name(-1), "UNKNOWN");
   CHECK_STR(kvs_message_type_name(INT32_MAX), "UNKNOWN");
 }
@@ -124,14 +145,16 @@ static void test_init_helpers(void) {
   CHECK(cfg.ca_file == NULL);
   CHECK(cfg.channel_name == NULL);
   CHECK(cfg.control_plane_url == NULL);
-  kvs_viewer_config_init(NULL); /* must not crash */
+  (kvs_viewer_config_init)(NULL); /* the 0.1 entry point: must not crash */
+  CHECK_CODE(kvs_viewer_config_init_sized(NULL, sizeof cfg), KVS_ERR_NULL_POINTER);
 
   KvsIceServer ice;
   memset(&ice, 0xAB, sizeof ice);
   kvs_ice_server_init(&ice);
   CHECK(ice.struct_size == sizeof(KvsIceServer));
   CHECK(ice.uri_count == 0 && ice.ttl_s == 0 && ice.password[0] == '\0');
-  kvs_ice_server_init(NULL); /* must not crash */
+  (kvs_ice_server_init)(NULL); /* must not crash */
+  CHECK_CODE(kvs_ice_server_init_sized(NULL, sizeof ice), KVS_ERR_NULL_POINTER);
 
   char buf[16];
   KvsMessage msg;
@@ -143,7 +166,12 @@ static void test_init_helpers(void) {
   CHECK(msg.payload_len == 0);
   CHECK(msg.message_type == KVS_MSG_UNKNOWN);
   CHECK(msg.sender_client_id[0] == '\0');
-  kvs_message_init(NULL, buf, sizeof buf); /* must not crash */
+  (kvs_message_init)(NULL, buf, sizeof buf); /* must not crash */
+  CHECK_CODE(kvs_message_init_sized(NULL, sizeof msg, buf, sizeof buf), KVS_ERR_NULL_POINTER);
+  /* The 0.1 entry points write the 0.1 sizes, which this header's structs still have. */
+  memset(&msg, 0xAB, sizeof msg);
+  (kvs_message_init)(&msg, buf, sizeof buf);
+  CHECK(msg.struct_size <= sizeof msg && msg.payload == buf && msg.description[0] == '\0');
 }
 
 static void test_null_pointers(void) {

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "kvs_viewer.h"
+#include "test_env.h"
 #include "test_util.h"
 
 static const char OFFER[] =
@@ -29,61 +30,6 @@ static const char OFFER[] =
 static const char CANDIDATE[] =
     "{\"candidate\":\"candidate:1 1 udp 2122260223 192.0.2.10 50000 typ host\","
     "\"sdpMid\":\"0\",\"sdpMLineIndex\":0}";
-
-/* ---- env file ------------------------------------------------------------------------------ */
-
-/* Loads KEY=VALUE lines (optionally `export`ed, optionally quoted) into the environment. */
-static int load_env_file(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (!f) {
-    fprintf(stderr, "cannot open env file %s\n", path);
-    return -1;
-  }
-  char line[4096];
-  while (fgets(line, sizeof line, f)) {
-    line[strcspn(line, "\r\n")] = '\0';
-    char *p = line;
-    while (*p == ' ' || *p == '\t') p++;
-    if (*p == '#' || *p == '\0') continue;
-    if (strncmp(p, "export ", 7) == 0) p += 7;
-    char *eq = strchr(p, '=');
-    if (!eq) continue;
-    *eq = '\0';
-    char *val = eq + 1;
-    size_t n = strlen(val);
-    if (n >= 2 && (val[0] == '\'' || val[0] == '"') && val[n - 1] == val[0]) {
-      val[n - 1] = '\0';
-      val++;
-    }
-    setenv(p, val, 1);
-  }
-  fclose(f);
-  return 0;
-}
-
-static const char *env_or(const char *name, const char *fallback) {
-  const char *v = getenv(name);
-  return (v && *v) ? v : fallback;
-}
-
-static void emulator_config(KvsViewerConfig *cfg, const char *client_id) {
-  kvs_viewer_config_init(cfg);
-  cfg->region = env_or("AWS_REGION", "us-west-2");
-  cfg->channel_arn = getenv("KVS_CHANNEL_ARN");
-  cfg->client_id = client_id;
-  cfg->wss_endpoint = getenv("KVS_WSS_ENDPOINT");
-  cfg->access_key_id = getenv("AWS_ACCESS_KEY_ID");
-  cfg->secret_access_key = getenv("AWS_SECRET_ACCESS_KEY");
-  cfg->session_token = env_or("AWS_SESSION_TOKEN", NULL);
-  cfg->ca_file = getenv("KVS_CA_FILE");
-  cfg->connect_timeout_ms = 10000;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- tests --------------------------------------------------------------------------------- */
 
@@ -368,17 +314,68 @@ static void test_reconnect(void) {
   CHECK_CODE(kvs_viewer_close(v), KVS_OK);
 }
 
+/* Structs from a future, larger header: struct_size bigger than the library's. The library
+ * zeroes them whole on init, reads what it knows, and never writes past its own fields. */
+#define FUTURE_TAIL 64
+static int tail_is(const void *base, size_t from, unsigned char byte) {
+  const unsigned char *p = (const unsigned char *)base;
+  for (size_t i = 0; i < FUTURE_TAIL; i++)
+    if (p[from + i] != byte) return 0;
+  return 1;
+}
+
+static void test_future_struct_sizes(void) {
+  KvsViewerConfig *cfg = malloc(sizeof *cfg + FUTURE_TAIL);
+  KvsMessage *msg = malloc(sizeof *msg + FUTURE_TAIL);
+  KvsIceServer *ice = malloc(sizeof *ice + FUTURE_TAIL);
+  if (!cfg || !msg || !ice) abort();
+  memset(cfg, 0xA5, sizeof *cfg + FUTURE_TAIL);
+  CHECK_CODE(kvs_viewer_config_init_sized(cfg, sizeof *cfg + FUTURE_TAIL), KVS_OK);
+  CHECK(cfg->struct_size == sizeof *cfg + FUTURE_TAIL);
+  CHECK(tail_is(cfg, sizeof *cfg, 0)); /* future fields get their default, 0 */
+  emulator_config(cfg, "c-test-future");    /* re-inits with sizeof: the current size */
+  CHECK(cfg->struct_size == sizeof *cfg);
+  cfg->struct_size = (uint32_t)(sizeof *cfg + FUTURE_TAIL); /* a future field set non-zero */
+  memset((char *)cfg + sizeof *cfg, 0x01, FUTURE_TAIL);    /* is ignored, not misread */
+  cfg->channel_arn = NULL;
+  cfg->wss_endpoint = NULL;
+  cfg->channel_name = getenv("KVS_CHANNEL_NAME");
+  cfg->control_plane_url = getenv("KVS_CONTROL_PLANE_URL");
+  KvsViewer *v = NULL;
+  CHECK_CODE(kvs_viewer_connect(cfg, &v), KVS_OK);
+  if (v) {
+    char buf[16384];
+    memset(msg, 0xA5, sizeof *msg + FUTURE_TAIL);
+    CHECK_CODE(kvs_message_init_sized(msg, sizeof *msg + FUTURE_TAIL, buf, sizeof buf), KVS_OK);
+    CHECK(msg->struct_size == sizeof *msg + FUTURE_TAIL && tail_is(msg, sizeof *msg, 0));
+    memset((char *)msg + sizeof *msg, 0x5A, FUTURE_TAIL);
+    CHECK_CODE(kvs_viewer_send(v, KVS_MSG_SDP_OFFER, OFFER, strlen(OFFER), NULL), KVS_OK);
+    CHECK_CODE(kvs_viewer_recv(v, msg, 10000), KVS_OK);
+    CHECK(msg->message_type == KVS_MSG_SDP_ANSWER && strstr(buf, "\"answer\"") != NULL);
+    CHECK(tail_is(msg, sizeof *msg, 0x5A));
+
+    memset(ice, 0xA5, sizeof *ice + FUTURE_TAIL);
+    CHECK_CODE(kvs_ice_server_init_sized(ice, sizeof *ice + FUTURE_TAIL), KVS_OK);
+    memset((char *)ice + sizeof *ice, 0x5A, FUTURE_TAIL);
+    CHECK_CODE(kvs_viewer_ice_server_get(v, 1, ice), KVS_OK);
+    CHECK(strncmp(ice->uris[0], "turn", 4) == 0 && ice->ttl_s == 300);
+    CHECK(tail_is(ice, sizeof *ice, 0x5A));
+    CHECK_CODE(kvs_viewer_close(v), KVS_OK);
+  }
+  /* Sizes no header ever had are refused without a write. */
+  memset(msg, 0xA5, sizeof *msg);
+  CHECK_CODE(kvs_message_init_sized(msg, 8, NULL, 0), KVS_ERR_INVALID_ARGUMENT);
+  CHECK_DETAIL_HAS("size");
+  CHECK(((unsigned char *)msg)[0] == 0xA5);
+  CHECK_CODE(kvs_ice_server_init_sized(ice, 3), KVS_ERR_INVALID_ARGUMENT);
+  CHECK_CODE(kvs_viewer_config_init_sized(NULL, sizeof *cfg), KVS_ERR_NULL_POINTER);
+  free(cfg);
+  free(msg);
+  free(ice);
+}
+
 int main(void) {
-  const char *env_file = getenv("KVS_TEST_ENV_FILE");
-  if (!env_file || !*env_file) {
-    fprintf(stderr, "KVS_TEST_ENV_FILE is not set (the emulator's --env-file)\n");
-    return 2;
-  }
-  if (load_env_file(env_file) != 0) return 2;
-  if (!getenv("KVS_CHANNEL_ARN") || !getenv("KVS_WSS_ENDPOINT")) {
-    fprintf(stderr, "%s lacks KVS_CHANNEL_ARN or KVS_WSS_ENDPOINT\n", env_file);
-    return 2;
-  }
+  if (load_test_env() != 0) return 2;
   test_exchange();
   test_send_while_recv_blocks();
   test_access_denied();
@@ -387,5 +384,6 @@ int main(void) {
   test_untrusted_certificate();
   test_client_limit();
   test_reconnect();
+  test_future_struct_sizes();
   return test_summary("test_live");
 }

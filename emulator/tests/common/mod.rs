@@ -383,6 +383,9 @@ fn read_response<S: Read>(s: &mut S) -> Resp {
 pub struct PostOpts {
     pub date: Option<i64>,
     pub secret: Option<String>,
+    pub access_key_id: Option<String>,
+    /// Some(None) = no token header at all.
+    pub token: Option<Option<String>>,
     pub tamper: bool,
     pub unsigned: bool,
 }
@@ -424,13 +427,14 @@ pub fn signed_request(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {ua}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Amz-Date: {date}\r\n",
         body.len()
     );
-    if let Some(t) = &env.session_token {
+    let token = o.token.clone().unwrap_or_else(|| env.session_token.clone());
+    if let Some(t) = &token {
         req.push_str(&format!("x-amz-security-token: {t}\r\n"));
     }
     if !o.unsigned {
         req.push_str(&format!(
             "Authorization: AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=host;user-agent;x-amz-date, Signature={sig}\r\n",
-            env.access_key_id
+            o.access_key_id.as_deref().unwrap_or(&env.access_key_id)
         ));
     }
     if close {
