@@ -176,9 +176,9 @@ def run_scenario(args, name, master_flags=(), fault=None, expect=None, frames=30
         if fault:
             viewer.wait_frames(15, 20)
             at_fault = last_frames(viewer)
-            admin(emu_env, "/fault", fault)
+            admin(emu_env, "/v1/fault", fault)
             viewer.wait_line(rf"^signaling: {expect}, reconnected in \d+ ms", 20)
-            state = admin(emu_env, "/state")
+            state = admin(emu_env, "/v1/state")
             if emu_env["KVS_CLIENT_ID"] not in json.dumps(state):
                 raise Failed(f"the viewer is not connected after the reconnect: /state = {state}")
             viewer.wait_frames(at_fault + 30, 20)
