@@ -8,9 +8,9 @@
 
 /* ---- payloads ---- */
 
-static int32_t send_json(GlueSignaling *s, int32_t type, JsonBuilder *b);
+static KvsStatus send_json(GlueSignaling *s, int32_t type, JsonBuilder *b);
 
-int32_t glue_send_offer(GlueSignaling *s, const char *sdp) {
+KvsStatus glue_send_offer(GlueSignaling *s, const char *sdp) {
   JsonBuilder *b = json_builder_new();
   json_builder_begin_object(b);
   json_builder_set_member_name(b, "type");
@@ -21,7 +21,7 @@ int32_t glue_send_offer(GlueSignaling *s, const char *sdp) {
   return send_json(s, KVS_MSG_SDP_OFFER, b);
 }
 
-int32_t glue_send_candidate(GlueSignaling *s, const char *candidate, const char *mid, int mline) {
+KvsStatus glue_send_candidate(GlueSignaling *s, const char *candidate, const char *mid, int mline) {
   JsonBuilder *b = json_builder_new();
   json_builder_begin_object(b);
   json_builder_set_member_name(b, "candidate");
@@ -119,14 +119,14 @@ static void received_free(gpointer p) {
   g_free(r);
 }
 
-static int32_t send_json(GlueSignaling *s, int32_t type, JsonBuilder *b) {
+static KvsStatus send_json(GlueSignaling *s, int32_t type, JsonBuilder *b) {
   JsonGenerator *gen = json_generator_new();
   JsonNode *root = json_builder_get_root(b);
   json_generator_set_root(gen, root);
   gsize len = 0;
   char *json = json_generator_to_data(gen, &len);
   g_rw_lock_reader_lock(&s->conn_lock);
-  int32_t rc = kvs_viewer_send(s->viewer, type, json, len, NULL);
+  KvsStatus rc = kvs_viewer_send(s->viewer, type, json, len, NULL);
   g_rw_lock_reader_unlock(&s->conn_lock);
   g_free(json);
   json_node_unref(root);
@@ -146,48 +146,52 @@ static gboolean deliver_one(gpointer data) {
   return G_SOURCE_REMOVE;
 }
 
-static void print_error(const char *what, int32_t rc) {
+static void print_error(const char *what, KvsStatus rc) {
   char detail[512] = "";
   kvs_last_error_message(detail, sizeof detail);
   printf("signaling: %s: %s (%d) %s\n", what, kvs_error_name(rc), (int)rc, detail);
 }
 
-/* Reconnects until it works or stop is requested; back-off 100 ms·2ⁿ capped at 5 s. */
-static void reconnect(GlueSignaling *s, const char *why) {
+/* Reconnects until it works, stop is requested (TRUE) or the failure is final (FALSE: bad
+ * credentials, channel gone); back-off 100 ms·2ⁿ capped at 5 s. */
+static gboolean reconnect(GlueSignaling *s, const char *why) {
   gint64 start = g_get_monotonic_time();
   for (int attempt = 0; !g_atomic_int_get(&s->stop); attempt++) {
     g_rw_lock_writer_lock(&s->conn_lock);
-    int32_t rc = kvs_viewer_reconnect(s->viewer);
+    KvsStatus rc = kvs_viewer_reconnect(s->viewer);
     g_rw_lock_writer_unlock(&s->conn_lock);
     if (rc == KVS_OK) {
       printf("signaling: %s, reconnected in %d ms\n", why,
              (int)((g_get_monotonic_time() - start) / 1000));
-      return;
+      return TRUE;
     }
     print_error("reconnect failed", rc);
+    if (!kvs_status_is_retryable(rc)) return FALSE;
     gint64 wait_ms = MIN(100 << MIN(attempt, 6), 5000);
     for (gint64 waited = 0; waited < wait_ms && !g_atomic_int_get(&s->stop); waited += 50)
       g_usleep(50 * 1000);
   }
+  return TRUE;
 }
 
 static gpointer receive_thread(gpointer data) {
   GlueSignaling *s = data;
+  /* Ends on stop, or when signaling cannot come back: media keeps flowing without it. */
   while (!g_atomic_int_get(&s->stop)) {
     KvsMessage msg;
     kvs_message_init(&msg, s->buf, sizeof s->buf);
     /* Bounded so that glue_signaling_stop is noticed; recv costs no CPU while it waits. */
     g_rw_lock_reader_lock(&s->conn_lock);
-    int32_t rc = kvs_viewer_recv(s->viewer, &msg, 200);
+    KvsStatus rc = kvs_viewer_recv(s->viewer, &msg, 200);
     g_rw_lock_reader_unlock(&s->conn_lock);
     if (rc == KVS_ERR_TIMEOUT) continue;
     if (rc != KVS_OK) { /* KVS_ERR_CLOSED: dropped by the network or the server */
       print_error("connection lost", rc);
-      reconnect(s, "connection lost");
+      if (!reconnect(s, "connection lost")) break;
       continue;
     }
     if (msg.message_type == KVS_MSG_GO_AWAY) {
-      reconnect(s, "GO_AWAY");
+      if (!reconnect(s, "GO_AWAY")) break;
       continue;
     }
     Received *r = g_new0(Received, 1);

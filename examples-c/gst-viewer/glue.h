@@ -34,11 +34,11 @@ GlueSignaling *glue_signaling_start(KvsViewer *viewer, GlueMessageFn on_message,
 /* Stops the receive thread (returns within ~200 ms). */
 void glue_signaling_stop(GlueSignaling *s);
 
-/* Sends {"type":"offer","sdp":<sdp>}. Any thread. Returns a KVS_* code. */
-int32_t glue_send_offer(GlueSignaling *s, const char *sdp);
+/* Sends {"type":"offer","sdp":<sdp>}. Any thread. Returns KVS_OK or a KVS_ERR_* code. */
+KvsStatus glue_send_offer(GlueSignaling *s, const char *sdp);
 /* Sends {"candidate":…,"sdpMid":…,"sdpMLineIndex":…}; mid NULL or mline < 0 = field left out.
- * Any thread. Returns a KVS_* code. */
-int32_t glue_send_candidate(GlueSignaling *s, const char *candidate, const char *mid, int mline);
+ * Any thread. Returns KVS_OK or a KVS_ERR_* code. */
+KvsStatus glue_send_candidate(GlueSignaling *s, const char *candidate, const char *mid, int mline);
 
 /* The SDP of an answer payload (g_free it), or NULL when the payload is not an answer. */
 char *glue_answer_sdp(const char *payload);

@@ -60,7 +60,7 @@ static const char *env(const char *name) {
   return (v && *v) ? v : NULL;
 }
 
-static void fail_kvs(int32_t rc, const char *what) {
+static void fail_kvs(KvsStatus rc, const char *what) {
   char detail[512] = "";
   kvs_last_error_message(detail, sizeof detail);
   printf("error %s (%d): %s: %s\n", kvs_error_name(rc), (int)rc, what, detail);
@@ -68,9 +68,9 @@ static void fail_kvs(int32_t rc, const char *what) {
 
 /* ---- ICE servers: the library's list, in webrtcbin's URI forms ---- */
 
-static int32_t apply_ice_servers(KvsViewer *viewer, GstElement *webrtc) {
+static KvsStatus apply_ice_servers(KvsViewer *viewer, GstElement *webrtc) {
   size_t count = 0;
-  int32_t rc = kvs_viewer_ice_server_count(viewer, &count);
+  KvsStatus rc = kvs_viewer_ice_server_count(viewer, &count);
   if (rc != KVS_OK) return rc;
   gboolean have_stun = FALSE;
   for (size_t i = 0; i < count; i++) {
@@ -118,7 +118,7 @@ static void on_offer_created(GstPromise *promise, gpointer data) {
         gst_sdp_message_get_media(offer->sdp, i), "mid"));
 
   char *sdp = gst_sdp_message_as_text(offer->sdp);
-  int32_t rc = glue_send_offer(app->signaling, sdp);
+  KvsStatus rc = glue_send_offer(app->signaling, sdp);
   printf("send SDP_OFFER (%zu bytes): %s\n", strlen(sdp), kvs_error_name(rc));
   g_free(sdp);
   /* Only now: gathering starts here, and every candidate follows the offer. */
@@ -138,7 +138,7 @@ static void on_ice_candidate(GstElement *webrtc, guint mline, gchar *candidate, 
   App *app = data;
   if (!candidate || !*candidate) return; /* end of candidates */
   const char *mid = mline < app->n_mids ? app->mids[mline] : NULL;
-  int32_t rc = glue_send_candidate(app->signaling, candidate, mid, (int)mline);
+  KvsStatus rc = glue_send_candidate(app->signaling, candidate, mid, (int)mline);
   printf("send ICE_CANDIDATE mid=%s: %s\n", mid ? mid : "-", kvs_error_name(rc));
 }
 
@@ -311,7 +311,7 @@ int main(int argc, char **argv) {
   cfg.ca_file = env("KVS_CA_FILE");
   GThread *warm = g_thread_new("dtls-warm", warm_dtls_certificate, NULL);
   KvsViewer *viewer = NULL;
-  int32_t rc = kvs_viewer_connect(&cfg, &viewer);
+  KvsStatus rc = kvs_viewer_connect(&cfg, &viewer);
   int connect_ms = (int)((g_get_monotonic_time() - app.start_us) / 1000);
   g_thread_join(warm);
   if (rc != KVS_OK) {
