@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::sigv4::Credentials;
-use crate::validate::{self, WssEndpoint};
+use crate::validate::{self, Endpoint};
 
 /// Presigned URLs live 299 s by default, like the JS and Android SDKs: long enough for any
 /// handshake, short enough that a leaked URL is soon useless.
@@ -20,11 +20,34 @@ pub const MIN_PING_INTERVAL: Duration = Duration::from_millis(100);
 /// Bound of a `send` waiting for the connection thread to take the frame.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a viewer needs to connect. Start from [`ViewerConfig::new`] (defaults for the rest),
+/// then set what differs.
+///
+/// ```
+/// use std::time::Duration;
+/// use kvs_viewer::{Credentials, ViewerConfig};
+///
+/// let mut config = ViewerConfig::new(
+///     "us-west-2",
+///     "", // no ARN: look it up by name
+///     "viewer-1",
+///     "", // no endpoint: discover it
+///     Credentials::new("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG", None),
+/// );
+/// config.channel_name = Some("doorbell".into());
+/// config.connect_timeout = Duration::from_secs(10);
+/// assert!(config.validate().is_ok());
+/// config.client_id = "AWS_reserved".into();
+/// let e = config.validate().unwrap_err();
+/// assert!(e.message.starts_with("client_id"), "{e}");
+/// ```
 #[derive(Debug, Clone)]
 pub struct ViewerConfig {
+    /// AWS region, e.g. `us-west-2`.
     pub region: String,
     /// Empty = look it up by `channel_name` (`DescribeSignalingChannel`).
     pub channel_arn: String,
+    /// This viewer's id: 1..256 of `[a-zA-Z0-9_.-]`, not starting with `AWS_`.
     pub client_id: String,
     /// `wss://host[:port][/path]`, the viewer WSS endpoint of the channel. Empty = discover it
     /// (`GetSignalingChannelEndpoint`), and fetch the TURN servers on the way.
@@ -34,17 +57,23 @@ pub struct ViewerConfig {
     /// `https://host[:port][/path]`; None = `https://kinesisvideo.<region>.amazonaws.com`
     /// (`.amazonaws.com.cn` in the China regions).
     pub control_plane_url: Option<String>,
+    /// Who signs.
     pub credentials: Credentials,
     /// A PEM bundle trusted in addition to the system roots.
     pub ca_file: Option<PathBuf>,
+    /// Bound of the whole connect: discovery, DNS, TCP, TLS and the WebSocket upgrade. Also
+    /// bounds each later control-plane call and the close handshake.
     pub connect_timeout: Duration,
+    /// `X-Amz-Expires` of the presigned WebSocket URL, 1..=604800 s.
     pub presign_expires_s: u32,
     /// Zero disables keepalive pings.
     pub ping_interval: Duration,
+    /// Bound of a `send` waiting for the connection to take the frame.
     pub send_timeout: Duration,
 }
 
 impl ViewerConfig {
+    /// The required fields; everything else at its default.
     pub fn new(
         region: &str,
         channel_arn: &str,
@@ -70,7 +99,7 @@ impl ViewerConfig {
 
     /// Checks every field; returns the parsed WSS endpoint, or None when it is to be
     /// discovered. No I/O.
-    pub fn validate(&self) -> Result<Option<WssEndpoint>> {
+    pub fn validate(&self) -> Result<Option<Endpoint>> {
         validate::region(&self.region)?;
         match (self.channel_arn.as_str(), &self.channel_name) {
             ("", None) => {

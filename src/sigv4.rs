@@ -25,14 +25,24 @@ const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Long-term or temporary AWS credentials. The secret parts are wiped from memory on drop
 /// and never printed by `Debug`.
+///
+/// ```
+/// use kvs_viewer::Credentials;
+///
+/// let creds = Credentials::new("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG", None);
+/// assert!(!format!("{creds:?}").contains("wJalr"));
+/// ```
 #[derive(Clone)]
 pub struct Credentials {
+    /// `AKIA...` (long-term) or `ASIA...` (temporary); not a secret, it appears in signatures.
     pub access_key_id: String,
     secret_access_key: Zeroizing<String>,
     session_token: Option<Zeroizing<String>>,
 }
 
 impl Credentials {
+    /// Credentials from their parts; `session_token` comes with temporary credentials (STS,
+    /// the IoT credentials provider).
     pub fn new(access_key_id: &str, secret_access_key: &str, session_token: Option<&str>) -> Self {
         Credentials {
             access_key_id: access_key_id.to_owned(),
@@ -41,6 +51,7 @@ impl Credentials {
         }
     }
 
+    /// The session token of temporary credentials. A secret: never log it.
     pub fn session_token(&self) -> Option<&str> {
         self.session_token.as_ref().map(|t| t.as_str())
     }
@@ -67,7 +78,7 @@ impl Credentials {
     /// Makes a service message safe to show: signature-mismatch messages quote the canonical
     /// request (which holds the session token), so cut there, then blank any credential that
     /// still shows.
-    pub fn redact(&self, message: &str) -> String {
+    pub(crate) fn redact(&self, message: &str) -> String {
         let mut m = match message.find("The Canonical String") {
             Some(i) => message[..i].trim_end().to_owned(),
             None => message.to_owned(),
@@ -169,7 +180,10 @@ pub struct PresignRequest<'a> {
 /// signature and the session token, so it must never be logged.
 pub struct Presigned {
     pub query: Zeroizing<String>,
+    /// The hex signature and the canonical request's hash, for the test vectors.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub signature: String,
+    #[cfg_attr(not(test), allow(dead_code))]
     pub canonical_request_hash: String,
 }
 
