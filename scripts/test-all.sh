@@ -5,10 +5,11 @@
 #   scripts/test-all.sh host cross-aarch64   # only the named stages (setup always runs)
 #
 # Installs what is missing (apt-get update once, then cmake pkg-config libssl-dev valgrind
-# gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., rustup targets, botocore), then runs
+# gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., GStreamer for the media stage,
+# rustup targets, botocore), then runs
 # the stages below, printing each one's duration, and ends with "N passed, N failed".
 # Stages: fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 cross-vendored
-# readme demo (cross-aarch64 and cross-armv7 build against sysroots that scripts/sysroot.sh assembles from
+# readme demo media (cross-aarch64 and cross-armv7 build against sysroots that scripts/sysroot.sh assembles from
 # Debian's target packages, cached in build/sysroot; cross-vendored is the no-sysroot route,
 # armv7 with OpenSSL built from source; readme runs the README's marked snippets).
 #
@@ -25,7 +26,7 @@ emulator="${CARGO_TARGET_DIR:-$KVS_ROOT/target}/release/kvs-signaling-emulator"
 
 kvs_version="$(sed -n 's/^version = "\([0-9.]*\)"$/\1/p' "$KVS_ROOT/Cargo.toml" | head -n1)"
 
-all_stages=(fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 cross-vendored readme demo)
+all_stages=(fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 cross-vendored readme demo media)
 if [ $# -gt 0 ]; then
   selected=("$@")
   for s in "${selected[@]}"; do
@@ -74,6 +75,9 @@ stage_setup() {
               gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
   if [ "${KVS_SKIP_ARMV7:-0}" != 1 ]; then
     pkgs+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
+  fi
+  if want media; then
+    pkgs+=("${media_pkgs[@]}")
   fi
   kvs_apt_ensure "${pkgs[@]}"
   kvs_rust_target_ensure aarch64-unknown-linux-gnu
@@ -291,6 +295,39 @@ stage_cross_vendored() {
 stage_readme() { bash scripts/readme-test.sh "$test_dir/readme"; }
 
 stage_demo() { bash scripts/demo.sh; }
+
+# GStreamer for examples-c/gst-viewer and the media master (Debian's python3 runs the master: it
+# needs PyGObject, websockets and botocore from the same distribution). iproute2 for the test's
+# network namespace.
+media_pkgs=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+            gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+            gstreamer1.0-nice libjson-glib-dev python3 python3-gi gir1.2-gstreamer-1.0
+            gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 python3-websockets
+            python3-botocore iproute2 util-linux)
+
+# Live video: the installed library + examples-c/gst-viewer, the emulator relaying to the media
+# master (tests/media), in a network namespace of their own; five scenarios (tests/media/media_test.py).
+stage_media() {
+  kvs_build_emulator >/dev/null
+  local dir="$test_dir/media"
+  rm -rf "$dir"
+  cmake -S . -B "$dir/lib" -DCMAKE_BUILD_TYPE=Release -DKVS_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$dir/lib" >/dev/null
+  cmake --install "$dir/lib" --prefix "$dir/prefix" >/dev/null
+  cmake -S examples-c/gst-viewer -B "$dir/gst-viewer" -DCMAKE_BUILD_TYPE=Release \
+    "-DCMAKE_PREFIX_PATH=$dir/prefix" -DKVS_EXAMPLES_WERROR=ON >/dev/null
+  cmake --build "$dir/gst-viewer" >/dev/null
+  timeout 600 bash tests/media/run.sh "$dir/gst-viewer/gst-viewer" "$emulator" "$dir/run"
+  # The reconnect paths again with AddressSanitizer + UBSan on the example (its receive thread,
+  # locks and hand-over to the main loop); GStreamer's own allocations are not leak-checked.
+  cmake -S examples-c/gst-viewer -B "$dir/gst-viewer-asan" -DCMAKE_BUILD_TYPE=Debug \
+    "-DCMAKE_PREFIX_PATH=$dir/prefix" -DKVS_EXAMPLES_WERROR=ON \
+    "-DCMAKE_C_FLAGS=-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+    >/dev/null
+  cmake --build "$dir/gst-viewer-asan" >/dev/null
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout 300 bash tests/media/run.sh \
+    "$dir/gst-viewer-asan/gst-viewer" "$emulator" "$dir/run-asan" go-away tcp-drop
+}
 
 # ---------------------------------------------------------------------------------------------
 
