@@ -7,7 +7,7 @@
 # Installs what is missing (apt-get update once, then cmake pkg-config libssl-dev valgrind
 # gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., rustup targets, botocore), then runs
 # the stages below, printing each one's duration, and ends with "N passed, N failed".
-# Stages: fmt clippy cargo-test host consumer cross-aarch64 cross-armv7 demo
+# Stages: fmt clippy cargo-test host consumer cross-aarch64 cross-armv7 demo sanitize
 #
 # Environment: KVS_TEST_DIR (default build/test), KVS_SKIP_ARMV7=1 to skip the armv7 stage.
 set -uo pipefail
@@ -19,7 +19,7 @@ test_dir="${KVS_TEST_DIR:-$KVS_ROOT/build/test}"
 mkdir -p "$test_dir"
 emulator="${CARGO_TARGET_DIR:-$KVS_ROOT/target}/release/kvs-signaling-emulator"
 
-all_stages=(fmt clippy cargo-test host consumer cross-aarch64 cross-armv7 demo)
+all_stages=(fmt clippy cargo-test host consumer cross-aarch64 cross-armv7 demo sanitize)
 if [ $# -gt 0 ]; then
   selected=("$@")
   for s in "${selected[@]}"; do
@@ -81,6 +81,11 @@ stage_setup() {
     python3 -m pip install --quiet botocore ||
       python3 -m pip install --quiet --break-system-packages botocore ||
       kvs_apt_ensure python3-botocore
+  fi
+  if want sanitize; then
+    rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+    rustup component list --toolchain nightly --installed | grep -q '^rust-src' ||
+      rustup component add rust-src --toolchain nightly
   fi
   cmake --version | head -n1
   cargo --version
@@ -177,6 +182,22 @@ stage_cross_armv7() {
 }
 
 stage_demo() { bash scripts/demo.sh; }
+
+# Close, shutdown and reconnect racing blocked and busy calls on one handle
+# (src/ffi/handle_stress_tests.rs), 200 iterations each, under AddressSanitizer and
+# ThreadSanitizer: nightly with std rebuilt instrumented, one target dir per sanitizer.
+stage_sanitize() {
+  local host san
+  host="$(rustc -vV | sed -n 's/^host: //p')"
+  for san in address thread; do
+    kvs_log "sanitizer: $san"
+    RUSTFLAGS="-Zsanitizer=$san" KVS_STRESS_ITERATIONS=200 \
+      ASAN_OPTIONS=detect_leaks=1 TSAN_OPTIONS=halt_on_error=1 \
+      timeout 1200 cargo +nightly test -Zbuild-std --target "$host" \
+      --target-dir "${CARGO_TARGET_DIR:-$KVS_ROOT/target}/sanitize-$san" \
+      -p kvs-viewer --lib ffi::handle::stress_tests -- --nocapture
+  done
+}
 
 # ---------------------------------------------------------------------------------------------
 
