@@ -3,30 +3,33 @@
 //! Protocols WSS + HTTPS) and its TURN servers (`GetIceServerConfig` on the HTTPS endpoint).
 //!
 //! Every call is a rest-json `POST` signed with SigV4 headers the way the AWS SDKs sign them
-//! (`content-type;host;x-amz-date`, plus `x-amz-security-token` when there is one, §2.6). The
-//! HTTP client is `ureq` over the same OpenSSL connector as the WebSocket (TLS 1.2 or later,
-//! system roots plus the configured CA bundle); one agent serves the whole sequence, so calls to
-//! the same host reuse one connection.
+//! (`content-type;host;x-amz-date`, plus `x-amz-security-token` when there is one, §2.6), with
+//! the time of the viewer's one `Clock`. The HTTP client (`http`) runs over the same OpenSSL
+//! connector as the WebSocket (TLS 1.2 or later, system roots plus the configured CA bundle)
+//! and keeps one connection per host, so the calls of a discovery share one TLS handshake.
+//! Every call runs within the caller's `Deadline`.
 //!
 //! Service errors keep their exception name, message and request id, with the step that failed
 //! in front (`describe: HTTP 404 ResourceNotFoundException: ...`). A 403 whose `Date` header
 //! shows the device clock is a minute or more off is retried once with the server's time; the
-//! offset is kept for the later calls and for the WebSocket URL.
+//! offset goes to the shared clock, so later calls and the WebSocket URL use it too.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use crate::backoff::{self, Backoff};
+use crate::clock::Clock;
 use crate::config::ViewerConfig;
+use crate::deadline::Deadline;
 use crate::error::{Error, ErrorKind, Result};
+use crate::http::{self, Request};
 use crate::ice::{self, IceCache, IceServer};
-use crate::session::Viewer;
 use crate::sigv4::{self, Credentials, HeaderSignRequest};
 use crate::transport::{parse_error_body, parse_http_date};
-use crate::validate::{self, WssEndpoint};
+use crate::validate::{self, Endpoint};
 
 /// Step names, as they appear in front of error messages.
 pub const STEP_DESCRIBE: &str = "describe";
@@ -34,9 +37,7 @@ pub const STEP_GET_ENDPOINT: &str = "get_endpoint";
 pub const STEP_GET_ICE_CONFIG: &str = "get_ice_config";
 
 /// The service's answers are a few hundred bytes; anything past this is not the service.
-const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
-/// Same threshold as the WebSocket connect: a 403 with this much skew is worth one retry.
-const SKEW_WORTH_CORRECTING_S: i64 = 60;
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Longest endpoint the C SDK accepts (`MAX_SIGNALING_ENDPOINT_URI_LEN`).
 const MAX_ENDPOINT_LEN: usize = 512;
 
@@ -48,7 +49,9 @@ pub fn default_control_plane_url(region: &str) -> String {
 /// What `DescribeSignalingChannel` says about a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelInfo {
+    /// `arn:aws:kinesisvideo:<region>:<account>:channel/<name>/<number>`.
     pub arn: String,
+    /// The channel's name.
     pub name: String,
     /// `CREATING`, `ACTIVE`, `UPDATING` (`DELETING` is refused).
     pub status: String,
@@ -103,19 +106,19 @@ pub fn signed_headers(
 
 /// The HTTPS client of the three calls. Cheap to keep; thread-safe.
 pub(crate) struct ControlPlane {
-    agent: ureq::Agent,
+    http: http::Client,
     credentials: Credentials,
     region: String,
-    url: WssEndpoint,
-    /// Server clock − local clock, learnt from a 403; applied to every signature.
-    clock_offset_s: AtomicI64,
+    url: Endpoint,
+    /// The viewer's clock; a skewed 403 corrects it for every later signature.
+    clock: Arc<Clock>,
 }
 
 impl ControlPlane {
     pub(crate) fn new(
         config: &ViewerConfig,
         tls: native_tls::TlsConnector,
-        timeout: Duration,
+        clock: Arc<Clock>,
     ) -> Result<ControlPlane> {
         let url = match &config.control_plane_url {
             Some(u) => validate::https_endpoint("control_plane_url", u)?,
@@ -125,31 +128,32 @@ impl ControlPlane {
             )?,
         };
         Ok(ControlPlane {
-            agent: http::agent(tls, timeout),
+            http: http::Client::new(tls, MAX_RESPONSE_BYTES),
             credentials: config.credentials.clone(),
             region: config.region.clone(),
             url,
-            clock_offset_s: AtomicI64::new(0),
+            clock,
         })
     }
 
-    pub(crate) fn clock_offset_s(&self) -> i64 {
-        self.clock_offset_s.load(Ordering::Relaxed)
-    }
-
     /// `DescribeSignalingChannel` by name: the channel's ARN. A channel being deleted is refused.
-    pub(crate) fn describe(&self, channel_name: &str) -> Result<ChannelInfo> {
+    pub(crate) fn describe(&self, channel_name: &str, deadline: &Deadline) -> Result<ChannelInfo> {
         let body = self.post(
             STEP_DESCRIBE,
             &self.url,
             "describeSignalingChannel",
             &json!({ "ChannelName": channel_name }),
+            deadline,
         )?;
         parse_describe(&body).map_err(|e| e.in_step(STEP_DESCRIBE))
     }
 
     /// `GetSignalingChannelEndpoint` as a viewer, asking for WSS and HTTPS; both are required.
-    pub(crate) fn get_endpoints(&self, channel_arn: &str) -> Result<Endpoints> {
+    pub(crate) fn get_endpoints(
+        &self,
+        channel_arn: &str,
+        deadline: &Deadline,
+    ) -> Result<Endpoints> {
         let body = self.post(
             STEP_GET_ENDPOINT,
             &self.url,
@@ -161,6 +165,7 @@ impl ControlPlane {
                     "Role": "VIEWER",
                 },
             }),
+            deadline,
         )?;
         parse_endpoints(&body).map_err(|e| e.in_step(STEP_GET_ENDPOINT))
     }
@@ -169,90 +174,117 @@ impl ControlPlane {
     /// and how many were dropped over the limit.
     pub(crate) fn get_ice_servers(
         &self,
-        https: &WssEndpoint,
+        https: &Endpoint,
         channel_arn: &str,
         client_id: &str,
+        deadline: &Deadline,
     ) -> Result<(Vec<IceServer>, usize)> {
         let body = self.post(
             STEP_GET_ICE_CONFIG,
             https,
             "v1/get-ice-server-config",
             &json!({ "ChannelARN": channel_arn, "ClientId": client_id, "Service": "TURN" }),
+            deadline,
         )?;
         ice::parse_ice_server_config(&body).map_err(|e| e.in_step(STEP_GET_ICE_CONFIG))
     }
 
     /// Signs and sends one `POST <base>/<op>`; returns the body of a 2xx answer.
-    fn post(&self, step: &str, base: &WssEndpoint, op: &str, body: &Value) -> Result<Vec<u8>> {
+    fn post(
+        &self,
+        step: &str,
+        base: &Endpoint,
+        op: &str,
+        body: &Value,
+        deadline: &Deadline,
+    ) -> Result<Vec<u8>> {
         let body = body.to_string().into_bytes();
         let path = format!("{}/{op}", base.path.trim_end_matches('/'));
-        let url = format!("https://{}{path}", base.host_header);
         let mut retried_with: Option<i64> = None;
+        let mut backoff = Backoff::new(backoff::DEFAULT_BASE, backoff::DEFAULT_CAP);
+        let mut last_transient: Option<Error> = None;
         loop {
-            let offset = self.clock_offset_s();
-            let time = OffsetDateTime::now_utc() + time::Duration::seconds(offset);
             let headers = signed_headers(
                 &self.credentials,
                 &self.region,
                 &base.host_header,
                 &path,
                 &body,
-                time,
+                self.clock.now(),
             );
-            let mut request = self.agent.post(&url);
-            for (name, value) in &headers {
-                request = request.header(*name, value.as_str());
-            }
-            let answer = request
-                .send(&body[..])
-                .map_err(|e| with_retry_note(http::error(e), retried_with).in_step(step))?;
-            let status = answer.status().as_u16();
-            let header = |name: &str| {
-                answer
-                    .headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
+            let request = Request {
+                method: "POST",
+                path: &path,
+                headers: &headers,
+                body: &body,
             };
-            let error_type = header("x-amzn-ErrorType");
-            let request_id = header("x-amzn-RequestId");
-            let server_date = header("date").and_then(|d| parse_http_date(&d));
-            let content = answer
-                .into_body()
-                .with_config()
-                .limit(MAX_RESPONSE_BYTES)
-                .read_to_vec()
-                .map_err(|e| with_retry_note(http::error(e), retried_with).in_step(step))?;
-            if (200..300).contains(&status) {
-                return Ok(content);
+            let answer = match self.http.send(base, &request, deadline) {
+                Ok(answer) => answer,
+                Err(e) if e.is_transient() && wait_before_retry(&mut backoff, deadline) => {
+                    last_transient = Some(e);
+                    continue;
+                }
+                // A retry cut short by the deadline: the failure that made us retry says more.
+                Err(e) if e.kind == ErrorKind::Timeout && last_transient.is_some() => {
+                    let last = last_transient.unwrap_or(e);
+                    return Err(retry_notes(last, retried_with, &backoff)
+                        .in_step(step)
+                        .with_note("the last attempt was cut by the connect timeout"));
+                }
+                Err(e) => return Err(retry_notes(e, retried_with, &backoff).in_step(step)),
+            };
+            if (200..300).contains(&answer.status) {
+                return Ok(answer.body);
             }
-            let (body_type, message) = parse_error_body(&content);
+            let (body_type, message) = parse_error_body(&answer.body);
             let message = message.map(|m| self.credentials.redact(&m));
             let error = Error::from_service_response(
-                status,
-                error_type.or(body_type).as_deref(),
+                answer.status,
+                answer
+                    .header("x-amzn-ErrorType")
+                    .map(str::to_owned)
+                    .or(body_type)
+                    .as_deref(),
                 message.as_deref(),
-                request_id.as_deref(),
+                answer.header("x-amzn-RequestId"),
             );
-            if error.kind == ErrorKind::AccessDenied && retried_with.is_none() {
-                let skew = server_date
-                    .map(|d| (d - OffsetDateTime::now_utc()).whole_seconds())
-                    .filter(|s| (s - offset).abs() >= SKEW_WORTH_CORRECTING_S);
-                if let Some(skew) = skew {
-                    self.clock_offset_s.store(skew, Ordering::Relaxed);
-                    retried_with = Some(skew);
+            if retried_with.is_none() {
+                let server_date = answer.header("date").and_then(parse_http_date);
+                let retry =
+                    self.clock
+                        .after_refusal(error.http_status, server_date, &error.message);
+                if let Some(offset) = retry {
+                    retried_with = Some(offset);
                     continue;
                 }
             }
-            return Err(with_retry_note(error, retried_with).in_step(step));
+            if error.is_transient() && wait_before_retry(&mut backoff, deadline) {
+                last_transient = Some(error);
+                continue;
+            }
+            return Err(retry_notes(error, retried_with, &backoff).in_step(step));
         }
     }
 }
 
-fn with_retry_note(e: Error, retried_with: Option<i64>) -> Error {
-    match retried_with {
-        Some(offset) => e.in_step(&format!("retried with the server's clock, {offset} s off")),
-        None => e,
+/// Sleeps the next backoff wait if the deadline leaves room for it and another try.
+fn wait_before_retry(backoff: &mut Backoff, deadline: &Deadline) -> bool {
+    let wait = backoff.next_wait();
+    if wait >= deadline.left() {
+        return false;
+    }
+    std::thread::sleep(wait);
+    true
+}
+
+/// Says what was tried before the error: a corrected clock, transient failures.
+fn retry_notes(mut e: Error, retried_with: Option<i64>, backoff: &Backoff) -> Error {
+    if let Some(offset) = retried_with {
+        e = e.in_step(&format!("retried with the server's clock, {offset} s off"));
+    }
+    match backoff.attempts() {
+        0 => e,
+        n => e.in_step(&format!("{} attempts", n + 1)),
     }
 }
 
@@ -335,14 +367,14 @@ pub fn parse_endpoints(body: &[u8]) -> Result<Endpoints> {
 
 /// What the viewer learnt about its channel, kept for reconnects and ICE refreshes: the ARN,
 /// the endpoints (they do not change for a channel) and the TURN servers.
-pub(crate) struct Discovery {
+pub(crate) struct ChannelDirectory {
     control: ControlPlane,
-    pub(crate) channel_arn: String,
+    channel_arn: String,
     client_id: String,
     region: String,
     /// Known after discovery, or fetched on the first ICE request when the WSS endpoint was
     /// configured. Parsed HTTPS endpoint alongside.
-    endpoints: Mutex<Option<(Endpoints, WssEndpoint)>>,
+    endpoints: Mutex<Option<(Endpoints, Endpoint)>>,
     ice: Mutex<Option<IceCache>>,
 }
 
@@ -350,58 +382,33 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Discovery {
-    /// Resolves what `config` leaves out: the ARN (Describe, only without an ARN), the endpoints
-    /// (only without a WSS endpoint) and, when discovering, the TURN servers. Returns the WSS
-    /// endpoint to connect to.
-    pub(crate) fn resolve(
-        config: &ViewerConfig,
-        given_wss: Option<WssEndpoint>,
-        tls: native_tls::TlsConnector,
-    ) -> Result<(Arc<Discovery>, WssEndpoint)> {
-        let control = ControlPlane::new(config, tls, config.connect_timeout)?;
-        let channel_arn = if config.channel_arn.is_empty() {
-            let name = config.channel_name.as_deref().unwrap_or_default();
-            control.describe(name)?.arn
-        } else {
-            config.channel_arn.clone()
-        };
-        let discovery = Discovery {
+impl ChannelDirectory {
+    pub(crate) fn new(control: ControlPlane, channel_arn: String, config: &ViewerConfig) -> Self {
+        ChannelDirectory {
             control,
             channel_arn,
             client_id: config.client_id.clone(),
             region: config.region.clone(),
             endpoints: Mutex::new(None),
             ice: Mutex::new(None),
-        };
-        let wss = match given_wss {
-            Some(wss) => wss,
-            None => {
-                let endpoints = discovery.endpoints()?;
-                // A viewer discovering its channel needs TURN servers next: fetch them now,
-                // on the connection that is already open, as the C SDK does.
-                discovery.ice_servers(true)?;
-                validate::wss_endpoint(&endpoints.wss)?
-            }
-        };
-        Ok((Arc::new(discovery), wss))
+        }
     }
 
-    pub(crate) fn clock_offset_s(&self) -> i64 {
-        self.control.clock_offset_s()
+    pub(crate) fn channel_arn(&self) -> &str {
+        &self.channel_arn
     }
 
     /// The channel's endpoints, from memory after the first `GetSignalingChannelEndpoint`.
-    pub(crate) fn endpoints(&self) -> Result<Endpoints> {
-        Ok(self.endpoints_parsed()?.0)
+    pub(crate) fn endpoints(&self, deadline: &Deadline) -> Result<Endpoints> {
+        Ok(self.endpoints_parsed(deadline)?.0)
     }
 
-    fn endpoints_parsed(&self) -> Result<(Endpoints, WssEndpoint)> {
+    fn endpoints_parsed(&self, deadline: &Deadline) -> Result<(Endpoints, Endpoint)> {
         let mut known = lock(&self.endpoints);
         if let Some(e) = &*known {
             return Ok(e.clone());
         }
-        let endpoints = self.control.get_endpoints(&self.channel_arn)?;
+        let endpoints = self.control.get_endpoints(&self.channel_arn, deadline)?;
         let https = validate::https_endpoint("HTTPS endpoint", &endpoints.https)
             .map_err(|e| e.in_step(STEP_GET_ENDPOINT))?;
         *known = Some((endpoints.clone(), https.clone()));
@@ -411,16 +418,19 @@ impl Discovery {
     /// STUN first, then the TURN servers; fetched again when `force`, when never fetched, or
     /// within 30 s of the smallest TTL. Holds only the ICE lock while fetching: the
     /// connection thread and `send`/`recv` are never blocked by it.
-    pub(crate) fn ice_servers(&self, force: bool) -> Result<Vec<IceServer>> {
+    pub(crate) fn ice_servers(&self, force: bool, deadline: &Deadline) -> Result<Vec<IceServer>> {
         let mut cache = lock(&self.ice);
         match &*cache {
             Some(c) if !force && c.is_fresh(Instant::now()) => {}
             _ => {
-                let (_, https) = self.endpoints_parsed()?;
+                let (_, https) = self.endpoints_parsed(deadline)?;
                 let fetched_at = Instant::now();
-                let (turn, dropped) =
-                    self.control
-                        .get_ice_servers(&https, &self.channel_arn, &self.client_id)?;
+                let (turn, dropped) = self.control.get_ice_servers(
+                    &https,
+                    &self.channel_arn,
+                    &self.client_id,
+                    deadline,
+                )?;
                 *cache = Some(IceCache::new(turn, dropped, fetched_at));
             }
         }
@@ -433,215 +443,6 @@ impl Discovery {
     /// TURN servers dropped from the last answer because it had more than five.
     pub(crate) fn ice_servers_dropped(&self) -> usize {
         lock(&self.ice).as_ref().map_or(0, |c| c.dropped)
-    }
-}
-
-/// The control-plane side of a connected viewer. None of these touch the connection thread:
-/// they may run while another thread is blocked in `recv` or `send`.
-impl Viewer {
-    /// The channel's ARN, as configured or discovered.
-    pub fn channel_arn(&self) -> &str {
-        &self.link.discovery.channel_arn
-    }
-
-    /// The channel's viewer endpoints. Known after discovery; a viewer configured with a WSS
-    /// endpoint asks once (`GetSignalingChannelEndpoint`) and keeps the answer.
-    pub fn endpoints(&self) -> Result<Endpoints> {
-        self.link.discovery.endpoints()
-    }
-
-    /// The ICE servers for the peer connection: the regional STUN server first, then the TURN
-    /// servers of `GetIceServerConfig`. Fetched again (one call; the endpoints are kept) when
-    /// within 30 s of the smallest TTL, so the credentials returned are always usable.
-    /// Concurrent callers wait for one fetch.
-    pub fn ice_servers(&self) -> Result<Vec<IceServer>> {
-        self.link.discovery.ice_servers(false)
-    }
-
-    /// Fetches the TURN servers now (e.g. on `RECONNECT_ICE_SERVER`) and returns the new list.
-    pub fn refresh_ice_servers(&self) -> Result<Vec<IceServer>> {
-        self.link.discovery.ice_servers(true)
-    }
-
-    /// TURN servers dropped from the last answer because it listed more than
-    /// [`ice::MAX_TURN_SERVERS`].
-    pub fn ice_servers_dropped(&self) -> usize {
-        self.link.discovery.ice_servers_dropped()
-    }
-}
-
-/// The `ureq` agent over our own OpenSSL connector. `ureq`'s built-in native-tls provider can
-/// only trust either the system roots or a given list, and cannot require TLS 1.2; reusing the
-/// WebSocket's connector keeps one TLS policy for every connection the library makes.
-mod http {
-    use std::fmt;
-    use std::io::{self, Read, Write};
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use native_tls::{HandshakeError, TlsConnector, TlsStream};
-    use ureq::unversioned::resolver::DefaultResolver;
-    use ureq::unversioned::transport::{
-        Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, TcpConnector,
-        Transport, TransportAdapter,
-    };
-
-    use crate::error::{Error, ErrorKind};
-
-    pub(super) fn agent(tls: TlsConnector, timeout: Duration) -> ureq::Agent {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .https_only(true)
-            .max_redirects(0)
-            .proxy(None)
-            .timeout_global(Some(timeout))
-            .user_agent(concat!("kvs-viewer/", env!("CARGO_PKG_VERSION")))
-            .max_idle_connections_per_host(2)
-            .build();
-        let connector = TcpConnector::default().chain(OpenSsl { tls: Arc::new(tls) });
-        ureq::Agent::with_parts(config, connector, DefaultResolver::default())
-    }
-
-    struct OpenSsl {
-        tls: Arc<TlsConnector>,
-    }
-
-    impl fmt::Debug for OpenSsl {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("OpenSsl")
-        }
-    }
-
-    impl<In: Transport> Connector<In> for OpenSsl {
-        type Out = Either<In, OpenSslTransport>;
-
-        fn connect(
-            &self,
-            details: &ConnectionDetails,
-            chained: Option<In>,
-        ) -> Result<Option<Self::Out>, ureq::Error> {
-            let Some(transport) = chained else {
-                return Ok(None);
-            };
-            if !details.needs_tls() || transport.is_tls() {
-                return Ok(Some(Either::A(transport)));
-            }
-            let host = details
-                .uri
-                .host()
-                .ok_or_else(|| ureq::Error::BadUri("no host".into()))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let mut adapter =
-                TransportAdapter::new(transport.boxed(), details.current_time.clone());
-            adapter.set_timeout(details.timeout);
-            let stream = match self.tls.connect(host, adapter) {
-                Ok(s) => s,
-                Err(HandshakeError::Failure(e)) => return Err(handshake_error(e)),
-                Err(HandshakeError::WouldBlock(_)) => {
-                    return Err(ureq::Error::Timeout(ureq::Timeout::Connect));
-                }
-            };
-            let buffers = LazyBuffers::new(
-                details.config.input_buffer_size(),
-                details.config.output_buffer_size(),
-            );
-            Ok(Some(Either::B(OpenSslTransport { buffers, stream })))
-        }
-    }
-
-    /// A timeout or socket error under the handshake stays what it is; the rest is TLS.
-    fn handshake_error(e: native_tls::Error) -> ureq::Error {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(s) = source {
-            if let Some(io) = s.downcast_ref::<io::Error>() {
-                if let Some(ureq::Error::Timeout(t)) =
-                    io.get_ref().and_then(|r| r.downcast_ref::<ureq::Error>())
-                {
-                    return ureq::Error::Timeout(*t);
-                }
-            }
-            source = s.source();
-        }
-        ureq::Error::Other(Box::new(TlsFailure(e.to_string())))
-    }
-
-    #[derive(Debug)]
-    struct TlsFailure(String);
-
-    impl fmt::Display for TlsFailure {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(&self.0)
-        }
-    }
-
-    impl std::error::Error for TlsFailure {}
-
-    pub(super) struct OpenSslTransport {
-        buffers: LazyBuffers,
-        stream: TlsStream<TransportAdapter>,
-    }
-
-    impl fmt::Debug for OpenSslTransport {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("OpenSslTransport")
-        }
-    }
-
-    impl Transport for OpenSslTransport {
-        fn buffers(&mut self) -> &mut dyn Buffers {
-            &mut self.buffers
-        }
-
-        fn transmit_output(
-            &mut self,
-            amount: usize,
-            timeout: NextTimeout,
-        ) -> Result<(), ureq::Error> {
-            self.stream.get_mut().set_timeout(timeout);
-            let output = &self.buffers.output()[..amount];
-            self.stream.write_all(output)?;
-            Ok(())
-        }
-
-        fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
-            self.stream.get_mut().set_timeout(timeout);
-            let input = self.buffers.input_append_buf();
-            let n = self.stream.read(input)?;
-            self.buffers.input_appended(n);
-            Ok(n > 0)
-        }
-
-        fn is_open(&mut self) -> bool {
-            self.stream.get_mut().get_mut().is_open()
-        }
-
-        fn is_tls(&self) -> bool {
-            true
-        }
-    }
-
-    /// Maps a client-side failure to our error kinds; the text never holds a secret (URLs of
-    /// the control plane carry none, headers are not quoted).
-    pub(super) fn error(e: ureq::Error) -> Error {
-        use ureq::Error as E;
-        match e {
-            E::Timeout(t) => Error::new(ErrorKind::Timeout, format!("no answer in time ({t})")),
-            E::HostNotFound => Error::new(ErrorKind::Network, "host not found"),
-            E::ConnectionFailed => Error::new(ErrorKind::Network, "connection failed"),
-            E::Io(e) if e.kind() == io::ErrorKind::TimedOut => {
-                Error::new(ErrorKind::Timeout, format!("no answer in time ({e})"))
-            }
-            E::Io(e) => Error::new(ErrorKind::Network, format!("connection: {e}")),
-            E::Other(e) if e.is::<TlsFailure>() => {
-                Error::new(ErrorKind::Tls, format!("TLS handshake failed: {e}"))
-            }
-            E::Tls(t) => Error::new(ErrorKind::Tls, format!("TLS: {t}")),
-            E::BodyExceedsLimit(n) => Error::new(
-                ErrorKind::Protocol,
-                format!("the answer is larger than {n} bytes"),
-            ),
-            other => Error::new(ErrorKind::Protocol, format!("HTTP: {other}")),
-        }
     }
 }
 
@@ -764,5 +565,62 @@ mod tests {
                 .contains("at most 512")
         );
         assert!(parse_endpoints(b"{}").is_err());
+    }
+
+    /// Our header signature equals botocore's `SigV4Auth` for the same request, time and body.
+    #[test]
+    fn header_signature_matches_botocore() {
+        let creds = Credentials::new(
+            "ASIAEXAMPLEEXAMPLE12",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            Some("IQoJb3JpZ2luX2VjEXAMPLE+/=token"),
+        );
+        let cases = [
+            (
+                "127.0.0.1:8443",
+                "/describeSignalingChannel",
+                r#"{"ChannelName":"demo-channel"}"#.to_owned(),
+            ),
+            (
+                "r-1234abcd.kinesisvideo.us-west-2.amazonaws.com",
+                "/v1/get-ice-server-config",
+                r#"{"ChannelARN":"arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo-channel/1234567890123","ClientId":"viewer-1","Service":"TURN"}"#.to_owned(),
+            ),
+        ];
+        let time = time::macros::datetime!(2024-03-05 06:07:08 UTC);
+        for (host, path, body) in cases {
+            let ours = signed_headers(&creds, "us-west-2", host, path, body.as_bytes(), time);
+            let authorization = &ours.iter().find(|(k, _)| *k == "authorization").unwrap().1;
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/botocore_sign.py");
+            let input = serde_json::json!({
+                "access_key_id": creds.access_key_id,
+                "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                "session_token": creds.session_token(),
+                "region": "us-west-2",
+                "url": format!("https://{host}{path}"),
+                "body": body,
+                "amz_date": "20240305T060708Z",
+            });
+            let out = std::process::Command::new("timeout")
+                .args(["30", "python3", script, &input.to_string()])
+                .output()
+                .expect("python3 runs");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !stderr.contains("No module named 'botocore'"),
+                "botocore is missing: pip install botocore"
+            );
+            assert!(out.status.success(), "botocore script failed: {stderr}");
+            let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(
+                theirs["authorization"].as_str().unwrap(),
+                authorization,
+                "{host}{path}"
+            );
+            assert_eq!(
+                theirs["signed_headers"],
+                "content-type;host;x-amz-date;x-amz-security-token"
+            );
+        }
     }
 }

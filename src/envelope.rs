@@ -24,12 +24,19 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
 /// Every message type of the protocol, plus `Unknown` for names this version does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageType {
+    /// A type this version does not know (kept, so nothing is silently lost).
     Unknown,
+    /// An SDP offer: viewers send it.
     SdpOffer,
+    /// The master's SDP answer.
     SdpAnswer,
+    /// An ICE candidate, sent and received.
     IceCandidate,
+    /// The service reports that a message sent with a correlation id failed.
     StatusResponse,
+    /// The service will close the connection in about a minute: reconnect.
     GoAway,
+    /// The service asks for new ICE servers (TURN credentials) and a reconnect to TURN.
     ReconnectIceServer,
 }
 
@@ -63,21 +70,26 @@ impl MessageType {
 /// A `STATUS_RESPONSE`: the service's report that a message with this correlation id failed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StatusResponse {
+    /// The correlation id of the failed message.
     pub correlation_id: String,
+    /// The exception name, e.g. `InvalidArgumentException`.
     pub error_type: String,
     /// HTTP-like status (`"400"` on the wire); 0 when absent or not a number.
     pub status_code: i32,
+    /// The service's explanation.
     pub description: String,
 }
 
 /// One received protocol message, payload already base64-decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// What the message is.
     pub message_type: MessageType,
     /// Empty when the message comes from the master.
     pub sender_client_id: String,
     /// The decoded payload (UTF-8 JSON from well-behaved peers; not checked).
     pub payload: Vec<u8>,
+    /// The parsed report of a `STATUS_RESPONSE`.
     pub status: Option<StatusResponse>,
 }
 

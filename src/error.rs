@@ -8,7 +8,9 @@ use std::fmt;
 pub enum ErrorKind {
     /// 400 `InvalidArgumentException`, or a value refused locally before any I/O.
     InvalidArgument,
-    /// 403 (or 401) `AccessDeniedException`: bad signature, expired credentials, skewed clock.
+    /// 403 (or 401): `AccessDeniedException`, or the control plane's `InvalidSignatureException`,
+    /// `UnrecognizedClientException`, `MissingAuthenticationTokenException`,
+    /// `ExpiredTokenException`: bad signature, unknown or expired credentials, skewed clock.
     AccessDenied,
     /// 404 `ResourceNotFoundException`: the channel does not exist.
     ResourceNotFound,
@@ -37,6 +39,7 @@ pub enum ErrorKind {
 /// An error with everything a firmware engineer needs to diagnose it from a log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
+    /// What to do about it; one C code per kind.
     pub kind: ErrorKind,
     /// Human-readable detail; never contains secrets.
     pub message: String,
@@ -50,10 +53,11 @@ pub struct Error {
     pub close_code: Option<u16>,
 }
 
+/// The result of every fallible call of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
             message: message.into(),
@@ -65,23 +69,29 @@ impl Error {
     }
 
     /// A locally refused value; `field` is the config or argument name the caller used.
-    pub fn invalid(field: &str, why: impl fmt::Display) -> Self {
+    pub(crate) fn invalid(field: &str, why: impl fmt::Display) -> Self {
         Error::new(ErrorKind::InvalidArgument, format!("{field}: {why}"))
     }
 
-    pub fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Internal, message)
     }
 
-    pub fn closed(close_code: Option<u16>, message: impl Into<String>) -> Self {
+    pub(crate) fn closed(close_code: Option<u16>, message: impl Into<String>) -> Self {
         let mut e = Error::new(ErrorKind::Closed, message);
         e.close_code = close_code;
         e
     }
 
     /// Prefixes the message with the step that failed ("connect", "describe", ...).
-    pub fn in_step(mut self, step: &str) -> Self {
+    pub(crate) fn in_step(mut self, step: &str) -> Self {
         self.message = format!("{step}: {}", self.message);
+        self
+    }
+
+    /// Appends a note in parentheses to the message.
+    pub(crate) fn with_note(mut self, note: &str) -> Self {
+        self.message = format!("{} ({note})", self.message);
         self
     }
 
@@ -90,7 +100,7 @@ impl Error {
     /// The two 400s (`InvalidArgumentException`, `ClientLimitExceededException`) can only be
     /// told apart by the exception name, so the name wins over the status; the status decides
     /// only when the service sent no name.
-    pub fn from_service_response(
+    pub(crate) fn from_service_response(
         status: u16,
         error_type: Option<&str>,
         service_message: Option<&str>,
@@ -102,7 +112,14 @@ impl Error {
             .filter(|t| !t.is_empty());
         let kind = match name {
             Some("InvalidArgumentException") => ErrorKind::InvalidArgument,
-            Some("AccessDeniedException") => ErrorKind::AccessDenied,
+            // The control plane's SigV4 failures come from the AWS auth layer (§11.1).
+            Some(
+                "AccessDeniedException"
+                | "InvalidSignatureException"
+                | "UnrecognizedClientException"
+                | "MissingAuthenticationTokenException"
+                | "ExpiredTokenException",
+            ) => ErrorKind::AccessDenied,
             Some("ResourceNotFoundException") => ErrorKind::ResourceNotFound,
             Some("ClientLimitExceededException") => ErrorKind::ClientLimitExceeded,
             Some(_) => ErrorKind::Service,
@@ -129,6 +146,24 @@ impl Error {
             error_type: name.map(str::to_owned),
             request_id: request_id.map(str::to_owned),
             close_code: None,
+        }
+    }
+}
+
+impl Error {
+    /// Worth retrying the same call after a wait: the network, throttling, or a server-side
+    /// failure (5xx, 429) — not a refusal that would come back the same.
+    pub(crate) fn is_transient(&self) -> bool {
+        match self.kind {
+            ErrorKind::Network | ErrorKind::ClientLimitExceeded => true,
+            ErrorKind::HttpStatus | ErrorKind::Service => {
+                self.http_status.is_some_and(|s| s >= 500 || s == 429)
+                    || matches!(
+                        self.error_type.as_deref(),
+                        Some("ThrottlingException" | "TooManyRequestsException" | "Throttling")
+                    )
+            }
+            _ => false,
         }
     }
 }
@@ -176,6 +211,40 @@ mod tests {
             e.to_string(),
             "HTTP 403 AccessDeniedException: Signature expired (request id req-1)"
         );
+    }
+
+    #[test]
+    fn every_auth_failure_is_access_denied() {
+        for name in [
+            "AccessDeniedException",
+            "InvalidSignatureException:http://internal.amazon.com/coral/com.amazon.coral.service/",
+            "UnrecognizedClientException",
+            "MissingAuthenticationTokenException",
+            "ExpiredTokenException",
+        ] {
+            let e = Error::from_service_response(403, Some(name), None, None);
+            assert_eq!(e.kind, ErrorKind::AccessDenied, "{name}");
+        }
+    }
+
+    #[test]
+    fn transient_failures() {
+        let svc = |status, name| Error::from_service_response(status, name, None, None);
+        assert!(svc(500, None).is_transient());
+        assert!(svc(503, Some("ServiceUnavailable")).is_transient());
+        assert!(svc(429, None).is_transient());
+        assert!(svc(400, Some("ClientLimitExceededException")).is_transient());
+        assert!(svc(400, Some("ThrottlingException")).is_transient());
+        assert!(Error::new(ErrorKind::Network, "reset").is_transient());
+        for lasting in [
+            svc(400, Some("InvalidArgumentException")),
+            svc(403, Some("AccessDeniedException")),
+            svc(404, None),
+            Error::new(ErrorKind::Timeout, "deadline"),
+            Error::new(ErrorKind::Tls, "untrusted"),
+        ] {
+            assert!(!lasting.is_transient(), "{lasting}");
+        }
     }
 
     #[test]

@@ -37,6 +37,7 @@ const EMPTY_LIST_RETRY: Duration = Duration::from_secs(300);
 /// One ICE server: URIs, credentials and the lifetime of those credentials.
 #[derive(Clone, PartialEq, Eq)]
 pub struct IceServer {
+    /// `stun:`, `turn:` or `turns:` URIs, as the service gave them.
     pub uris: Vec<String>,
     /// Empty for the STUN server.
     pub username: String,

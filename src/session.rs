@@ -14,33 +14,37 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use time::OffsetDateTime;
+use native_tls::TlsConnector;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message as WsMessage, WebSocket};
 
+use crate::clock::Clock;
 use crate::config::ViewerConfig;
-use crate::control_plane::Discovery;
+use crate::control_plane::{ChannelDirectory, ControlPlane, Endpoints};
+use crate::deadline::Deadline;
 use crate::envelope::{self, Message, MessageType};
 use crate::error::{Error, ErrorKind, Result};
+use crate::ice::IceServer;
 use crate::sigv4::{self, PresignRequest};
 use crate::transport::{self, Stream};
-use crate::validate::WssEndpoint;
-use native_tls::TlsConnector;
+use crate::validate::{self, Endpoint};
 
 /// Stack of the connection thread: TLS records and JSON frames, nothing deep.
 const IO_THREAD_STACK: usize = 256 * 1024;
-/// The service allows 5 minutes of skew; beyond one minute a 403 is worth one corrected retry.
-const SKEW_WORTH_CORRECTING_S: i64 = 60;
 
 /// Counters a firmware engineer can log to see what the connection went through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Text frames received (protocol messages and skipped frames alike).
     pub frames_received: u64,
     /// Frames that were not protocol messages (not JSON, binary, bad base64, ...).
     pub frames_skipped: u64,
+    /// Why the last skipped frame was skipped.
     pub last_skip_reason: Option<String>,
+    /// Messages handed to the socket.
     pub frames_sent: u64,
+    /// Keepalive pings sent.
     pub pings_sent: u64,
     /// Clock offset (server − local, seconds) learnt from a 403 and applied to signing.
     pub clock_offset_s: i64,
@@ -48,6 +52,9 @@ pub struct Stats {
     pub waiting_receivers: u32,
     /// Successful `reconnect` calls.
     pub reconnects: u64,
+    /// Messages skipped because their payload was larger than `max_message_len` (also
+    /// counted in `frames_skipped`). They never block the queue.
+    pub messages_oversized: u64,
 }
 
 struct Outgoing {
@@ -60,7 +67,7 @@ struct State {
     inbound: VecDeque<Message>,
     outbound: VecDeque<Outgoing>,
     /// Why the connection is gone; set once, by the connection thread.
-    ended: Option<Error>,
+    ended: Option<EndReason>,
     close_requested: bool,
     stats: Stats,
 }
@@ -73,7 +80,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(inbound: VecDeque<Message>, stats: Stats, clock_offset_s: i64) -> Result<Arc<Shared>> {
+    fn new(inbound: VecDeque<Message>, stats: Stats) -> Result<Arc<Shared>> {
         let setup =
             |e: io::Error| Error::new(ErrorKind::Internal, format!("connection setup: {e}"));
         let (wake_tx, wake_rx) = UnixStream::pair().map_err(setup)?;
@@ -82,10 +89,7 @@ impl Shared {
         Ok(Arc::new(Shared {
             state: Mutex::new(State {
                 inbound,
-                stats: Stats {
-                    clock_offset_s,
-                    ..stats
-                },
+                stats,
                 ..State::default()
             }),
             arrived: Condvar::new(),
@@ -105,80 +109,119 @@ impl Shared {
     }
 }
 
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EndReason {
+    /// `close` (or a `reconnect`) asked for it and the close handshake completed.
+    ClosedByApp,
+    /// The server, the network or a failure ended it.
+    Failed(Error),
+}
+
+impl EndReason {
+    /// What `recv` and `send` report once the connection is gone.
+    fn error(&self) -> Error {
+        match self {
+            EndReason::ClosedByApp => Error::closed(None, "closed by the application"),
+            EndReason::Failed(e) => e.clone(),
+        }
+    }
+}
+
 /// A connected viewer. `send` and `recv` may be called from different threads at once.
+///
+/// Against the project's emulator (what the tests and users' CI run against):
+///
+/// ```
+/// use std::time::Duration;
+/// use kvs_viewer::{Credentials, MessageType, Viewer, ViewerConfig};
+/// # use kvs_signaling_emulator::{Emulator, EmulatorConfig};
+/// # let emu = Emulator::start(EmulatorConfig::default()).unwrap();
+/// # let env = emu.env();
+///
+/// let mut config = ViewerConfig::new(
+///     &env.region,
+///     &env.channel_arn,
+///     "viewer-1",
+///     &env.wss_endpoint,
+///     Credentials::new(&env.access_key_id, &env.secret_access_key, None),
+/// );
+/// config.ca_file = Some(env.ca_file.clone());
+/// let viewer = Viewer::connect(&config)?;
+/// let offer = br#"{"type":"offer","sdp":"v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"}"#;
+/// viewer.send(MessageType::SdpOffer, offer, None)?;
+/// let answer = viewer.recv(Some(Duration::from_secs(10)))?;
+/// assert_eq!(answer.message_type, MessageType::SdpAnswer);
+/// assert!(viewer.stats().frames_sent >= 1);
+/// viewer.close()?;
+/// # Ok::<(), kvs_viewer::Error>(())
+/// ```
 pub struct Viewer {
     /// The current connection's state; replaced by `reconnect`.
     shared: Arc<Shared>,
     io_thread: Option<JoinHandle<()>>,
-    pub(crate) link: Link,
+    link: Link,
 }
 
 /// What it takes to (re)open the WebSocket, kept so a reconnect costs one TLS handshake.
-pub(crate) struct Link {
+struct Link {
     config: ViewerConfig,
     connector: TlsConnector,
-    endpoint: WssEndpoint,
+    endpoint: Endpoint,
+    /// The viewer's one clock, shared with the control plane.
+    clock: Arc<Clock>,
     /// The channel's ARN, endpoints and ICE servers, kept for refreshes and reconnects.
-    pub(crate) discovery: Arc<Discovery>,
+    channel: ChannelDirectory,
 }
 
 impl Link {
-    /// Presigns and opens the WebSocket within the connect timeout. On a 403 whose `Date`
-    /// shows the local clock is off, retries once with the server's time (the official C SDK
-    /// never corrects the WSS URL). Returns the socket and the clock offset it used.
-    fn open(&self, clock_offset_s: i64) -> Result<(WebSocket<Stream>, i64)> {
+    /// Presigns and opens the WebSocket within `deadline`. On a 403 whose `Date` shows the
+    /// viewer's clock is off, corrects the clock and retries once (the official C SDK never
+    /// corrects the WSS URL).
+    fn open(&self, deadline: &Deadline) -> Result<WebSocket<Stream>> {
         let config = &self.config;
         let endpoint = &self.endpoint;
-        let deadline = Instant::now() + config.connect_timeout;
         let params = [
-            ("X-Amz-ChannelARN", self.discovery.channel_arn.as_str()),
+            ("X-Amz-ChannelARN", self.channel.channel_arn()),
             ("X-Amz-ClientId", config.client_id.as_str()),
         ];
-        let presign = |offset_s: i64| {
-            sigv4::presign(
+        let open = || {
+            let presigned = sigv4::presign(
                 &config.credentials,
                 &PresignRequest {
                     host: &endpoint.host_header,
                     path: &endpoint.path,
                     region: &config.region,
                     service: sigv4::SERVICE,
-                    time: OffsetDateTime::now_utc() + time::Duration::seconds(offset_s),
+                    time: self.clock.now(),
                     expires_s: config.presign_expires_s,
                     params: &params,
                 },
+            );
+            transport::open(endpoint, &self.connector, &presigned.query, deadline).map_err(
+                |mut r| {
+                    // Service messages may quote the request; never let a credential through.
+                    r.error.message = config.credentials.redact(&r.error.message);
+                    r
+                },
             )
         };
-        let open = |offset_s: i64| {
-            transport::open(
-                endpoint,
-                &self.connector,
-                &presign(offset_s).query,
-                deadline,
-            )
-            .map_err(|mut r| {
-                // Service messages may quote the request; never let a credential through.
-                r.error.message = config.credentials.redact(&r.error.message);
-                r
-            })
-        };
-        let rejection = match open(clock_offset_s) {
-            Ok(ws) => return Ok((ws, clock_offset_s)),
+        let rejection = match open() {
+            Ok(ws) => return Ok(ws),
             Err(r) => r,
         };
-        let skew = rejection
-            .server_date
-            .map(|d| (d - OffsetDateTime::now_utc()).whole_seconds())
-            .filter(|s| (s - clock_offset_s).abs() >= SKEW_WORTH_CORRECTING_S);
-        match (rejection.error.kind, skew) {
-            (ErrorKind::AccessDenied, Some(offset)) => {
-                let ws = open(offset).map_err(|r| {
-                    r.error.in_step(&format!(
-                        "connect (retried with the server's clock, {offset} s off)"
-                    ))
-                })?;
-                Ok((ws, offset))
-            }
-            _ => Err(rejection.error.in_step("connect")),
+        let retry = self.clock.after_refusal(
+            rejection.error.http_status,
+            rejection.server_date,
+            &rejection.error.message,
+        );
+        match retry {
+            Some(offset) => open().map_err(|r| {
+                r.error.in_step(&format!(
+                    "connect (retried with the server's clock, {offset} s off)"
+                ))
+            }),
+            None => Err(rejection.error.in_step("connect")),
         }
     }
 
@@ -186,7 +229,8 @@ impl Link {
     fn spawn(&self, ws: WebSocket<Stream>, shared: &Arc<Shared>) -> Result<JoinHandle<()>> {
         let setup =
             |e: io::Error| Error::new(ErrorKind::Internal, format!("connection setup: {e}"));
-        let tcp = ws.get_ref().get_ref();
+        let tcp = ws.get_ref().get_ref().tcp();
+        transport::detect_dead_peer(tcp, self.config.dead_peer_bound()).map_err(setup)?;
         tcp.set_read_timeout(None).map_err(setup)?;
         tcp.set_write_timeout(None).map_err(setup)?;
         tcp.set_nonblocking(true).map_err(setup)?;
@@ -195,6 +239,13 @@ impl Link {
             shared: shared.clone(),
             ping_interval: self.config.ping_interval,
             close_timeout: self.config.connect_timeout,
+            max_message_len: self.config.max_message_len,
+            pong_timeout: self.config.pong_deadline(),
+            unflushed: Vec::new(),
+            last_heard: Instant::now(),
+            ping_sent_at: None,
+            closing_since: None,
+            server_close: None,
         };
         std::thread::Builder::new()
             .name("kvs-viewer-io".into())
@@ -211,24 +262,43 @@ impl std::fmt::Debug for Viewer {
 }
 
 impl Viewer {
-    /// Validates `config`, discovers what it leaves out (ARN, endpoints, ICE servers; each
-    /// control-plane call bounded by `config.connect_timeout`), presigns, and opens TLS +
-    /// WebSocket within `config.connect_timeout`. On a 403 whose `Date` shows the local clock
-    /// is off, it retries once with the server's time (the official C SDK never corrects the
-    /// WSS URL).
+    /// Validates `config`, discovers what it leaves out (ARN, endpoints, ICE servers),
+    /// presigns, and opens TLS + WebSocket, all within `config.connect_timeout`. On a 403
+    /// whose `Date` shows the local clock is off, it corrects the viewer's clock and retries
+    /// once (the official C SDK never corrects the WSS URL).
     pub fn connect(config: &ViewerConfig) -> Result<Viewer> {
         let given_endpoint = config.validate()?;
+        let deadline = Deadline::after(config.connect_timeout);
         let connector = transport::connector_for(config.ca_file.as_deref())?;
-        let (discovery, endpoint) = Discovery::resolve(config, given_endpoint, connector.clone())?;
+        let clock = Arc::new(Clock::new());
+        let control = ControlPlane::new(config, connector.clone(), clock.clone())?;
+        let channel_arn = if config.channel_arn.is_empty() {
+            let name = config.channel_name.as_deref().unwrap_or_default();
+            control.describe(name, &deadline)?.arn
+        } else {
+            config.channel_arn.clone()
+        };
+        let channel = ChannelDirectory::new(control, channel_arn, config);
+        // The session decides: the endpoint given, or the one the control plane names.
+        let endpoint = match given_endpoint {
+            Some(endpoint) => endpoint,
+            None => {
+                let endpoints = channel.endpoints(&deadline)?;
+                // A viewer discovering its channel needs TURN servers next: fetch them now,
+                // on the connection that is already open, as the C SDK does.
+                channel.ice_servers(true, &deadline)?;
+                validate::wss_endpoint(&endpoints.wss)?
+            }
+        };
         let link = Link {
             config: config.clone(),
             connector,
             endpoint,
-            discovery,
+            clock,
+            channel,
         };
-        // The control plane may already have learnt the clock offset.
-        let (ws, clock_offset_s) = link.open(link.discovery.clock_offset_s())?;
-        let shared = Shared::new(VecDeque::new(), Stats::default(), clock_offset_s)?;
+        let ws = link.open(&deadline)?;
+        let shared = Shared::new(VecDeque::new(), Stats::default())?;
         let io_thread = link.spawn(ws, &shared)?;
         Ok(Viewer {
             shared,
@@ -251,14 +321,12 @@ impl Viewer {
             let mut state = self.shared.lock();
             (std::mem::take(&mut state.inbound), state.stats.clone())
         };
-        let opened = self
-            .link
-            .open(stats.clock_offset_s)
-            .and_then(|(ws, offset)| {
-                let shared = Shared::new(kept.clone(), stats.clone(), offset)?;
-                let thread = self.link.spawn(ws, &shared)?;
-                Ok((shared, thread))
-            });
+        let deadline = Deadline::after(self.link.config.connect_timeout);
+        let opened = self.link.open(&deadline).and_then(|ws| {
+            let shared = Shared::new(kept.clone(), stats.clone())?;
+            let thread = self.link.spawn(ws, &shared)?;
+            Ok((shared, thread))
+        });
         match opened {
             Ok((shared, thread)) => {
                 self.shared = shared;
@@ -269,7 +337,7 @@ impl Viewer {
             Err(e) => {
                 let mut state = self.shared.lock();
                 state.inbound = kept;
-                state.ended = Some(e.clone());
+                state.ended = Some(EndReason::Failed(e.clone()));
                 Err(e)
             }
         }
@@ -288,8 +356,8 @@ impl Viewer {
         let (done, result) = sync_channel(1);
         {
             let mut state = self.shared.lock();
-            if let Some(e) = &state.ended {
-                return Err(e.clone());
+            if let Some(end) = &state.ended {
+                return Err(end.error());
             }
             if state.close_requested {
                 return Err(Error::closed(None, "the viewer is closing"));
@@ -322,11 +390,11 @@ impl Viewer {
                 state.inbound.pop_front();
                 return Ok(value);
             }
-            if let Some(e) = &state.ended {
-                return Err(e.clone());
+            if let Some(end) = &state.ended {
+                return Err(end.error());
             }
             if state.close_requested {
-                return Err(Error::closed(None, CLOSED_BY_APP));
+                return Err(EndReason::ClosedByApp.error());
             }
             let left = match deadline {
                 None => None,
@@ -362,13 +430,16 @@ impl Viewer {
         self.recv_with(timeout, |m| Ok(m.clone()))
     }
 
+    /// Counters of the current connection and the ones before it.
     pub fn stats(&self) -> Stats {
-        self.shared.lock().stats.clone()
+        let mut stats = self.shared.lock().stats.clone();
+        stats.clock_offset_s = self.link.clock.offset_s();
+        stats
     }
 
     /// Why the connection ended, if it has.
     pub fn ended(&self) -> Option<Error> {
-        self.shared.lock().ended.clone()
+        self.shared.lock().ended.as_ref().map(EndReason::error)
     }
 
     /// Ends the connection from any thread, without waiting: the connection thread sends a
@@ -406,10 +477,51 @@ impl Viewer {
             return Ok(());
         }
         match &self.shared.lock().ended {
-            Some(e) if e.message == CLOSED_BY_APP => Ok(()),
-            Some(e) => Err(e.clone()),
+            Some(EndReason::ClosedByApp) => Ok(()),
+            Some(EndReason::Failed(e)) => Err(e.clone()),
             None => Err(Error::internal("connection thread ended without a reason")),
         }
+    }
+
+    /// The channel's ARN, as configured or discovered.
+    pub fn channel_arn(&self) -> &str {
+        self.link.channel.channel_arn()
+    }
+
+    /// The channel's viewer endpoints. Known after discovery; a viewer configured with a WSS
+    /// endpoint asks once (`GetSignalingChannelEndpoint`) and keeps the answer.
+    ///
+    /// None of the control-plane calls touch the connection thread: they may run while another
+    /// thread is blocked in `recv` or `send`. Each is bounded by `connect_timeout`.
+    pub fn endpoints(&self) -> Result<Endpoints> {
+        self.link.channel.endpoints(&self.control_deadline())
+    }
+
+    /// The ICE servers for the peer connection: the regional STUN server first, then the TURN
+    /// servers of `GetIceServerConfig`. Fetched again (one call; the endpoints are kept) when
+    /// within 30 s of the smallest TTL, so the credentials returned are always usable.
+    /// Concurrent callers wait for one fetch.
+    pub fn ice_servers(&self) -> Result<Vec<IceServer>> {
+        self.link
+            .channel
+            .ice_servers(false, &self.control_deadline())
+    }
+
+    /// Fetches the TURN servers now (e.g. on `RECONNECT_ICE_SERVER`) and returns the new list.
+    pub fn refresh_ice_servers(&self) -> Result<Vec<IceServer>> {
+        self.link
+            .channel
+            .ice_servers(true, &self.control_deadline())
+    }
+
+    /// TURN servers dropped from the last answer because it listed more than
+    /// [`MAX_TURN_SERVERS`](crate::MAX_TURN_SERVERS).
+    pub fn ice_servers_dropped(&self) -> usize {
+        self.link.channel.ice_servers_dropped()
+    }
+
+    fn control_deadline(&self) -> Deadline {
+        Deadline::after(self.link.config.connect_timeout)
     }
 }
 
@@ -419,22 +531,47 @@ impl Drop for Viewer {
     }
 }
 
-const CLOSED_BY_APP: &str = "closed by the application";
-
 /// The connection thread's side.
 struct Connection {
     ws: WebSocket<Stream>,
     shared: Arc<Shared>,
     ping_interval: Duration,
     close_timeout: Duration,
+    /// Last time anything came from the server.
+    last_heard: Instant,
+    /// A keepalive ping is out, unanswered, since then.
+    ping_sent_at: Option<Instant>,
+    /// The app asked to close; our close frame went out then.
+    closing_since: Option<Instant>,
+    /// The server's close frame (code, reason), once it sent one.
+    server_close: Option<(u16, String)>,
+    /// Largest payload delivered; larger ones are skipped and counted.
+    max_message_len: usize,
+    /// How long a keepalive ping may go unanswered.
+    pong_timeout: Duration,
+    /// Senders of frames written but not yet flushed to the socket.
+    unflushed: Vec<SyncSender<Result<()>>>,
+}
+
+/// What the timers ask of the loop.
+enum Next {
+    /// Sleep until the socket or a caller needs us, at most this long.
+    Sleep(Duration),
+    /// A ping went out: flush it before sleeping.
+    Flush,
 }
 
 impl Connection {
     fn run(mut self) {
         let reason = self.serve();
+        let error = reason.error();
+        // Frames tungstenite still held never reached the socket: their senders learn it.
+        for done in self.unflushed.drain(..) {
+            let _ = done.send(Err(error.clone()));
+        }
         let mut state = self.shared.lock();
         for out in state.outbound.drain(..) {
-            let _ = out.done.send(Err(reason.clone()));
+            let _ = out.done.send(Err(error.clone()));
         }
         state.ended = Some(reason);
         drop(state);
@@ -442,127 +579,167 @@ impl Connection {
     }
 
     /// Runs until the connection ends; returns why.
-    fn serve(&mut self) -> Error {
-        let sock: RawFd = self.ws.get_ref().get_ref().as_raw_fd();
+    fn serve(&mut self) -> EndReason {
+        let sock: RawFd = self.ws.get_ref().get_ref().tcp().as_raw_fd();
         let wake: RawFd = self.shared.wake_rx.as_raw_fd();
-        let mut last_heard = Instant::now();
-        let mut ping_sent_at: Option<Instant> = None;
-        let mut closing_since: Option<Instant> = None;
-        let mut server_close: Option<(u16, String)> = None;
         loop {
-            // 1. Hand queued frames to the socket, in order.
-            let (batch, close_requested) = {
-                let mut state = self.shared.lock();
-                (std::mem::take(&mut state.outbound), state.close_requested)
+            let close_requested = match self.send_queued() {
+                Ok(c) => c,
+                Err(e) => return EndReason::Failed(e),
             };
-            for out in batch {
-                let r = match self.ws.write(WsMessage::text(out.frame)) {
-                    Ok(()) => Ok(()),
-                    // A full socket buffer: tungstenite keeps the frame and the flush below
-                    // (or the next one, once poll reports the socket writable) sends it.
-                    Err(e) if is_would_block(&e) => Ok(()),
-                    Err(e) => Err(ws_error(e, &server_close)),
-                };
-                match r {
-                    Ok(()) => {
-                        // Counted before the caller is released, so stats never lag a send.
-                        self.shared.lock().stats.frames_sent += 1;
-                        let _ = out.done.send(Ok(()));
-                    }
-                    Err(e) => {
-                        let _ = out.done.send(Err(e.clone()));
-                        return e;
-                    }
-                }
+            if close_requested {
+                self.start_close();
             }
-            if close_requested && closing_since.is_none() {
-                closing_since = Some(Instant::now());
-                let _ = self.ws.close(Some(CloseFrame {
-                    code: CloseCode::Normal,
-                    reason: "viewer closing".into(),
-                }));
+            if let Err(end) = self.read_available() {
+                return end;
             }
-
-            // 2. Read everything the socket has (TLS may hold decrypted bytes, so read until
-            //    WouldBlock rather than trusting poll alone).
-            loop {
-                match self.ws.read() {
-                    Ok(msg) => {
-                        last_heard = Instant::now();
-                        ping_sent_at = None;
-                        self.on_message(msg, &mut server_close);
-                    }
-                    Err(e) if is_would_block(&e) => break,
-                    Err(e) => {
-                        return if closing_since.is_some() {
-                            Error::closed(None, CLOSED_BY_APP)
-                        } else {
-                            ws_error(e, &server_close)
-                        };
-                    }
-                }
-            }
-
-            // 3. Flush (queued frames, automatic pongs, close replies).
-            let want_write = match self.ws.flush() {
-                Ok(()) => false,
-                Err(e) if is_would_block(&e) => true,
-                Err(_) if closing_since.is_some() => return Error::closed(None, CLOSED_BY_APP),
-                Err(e) => return ws_error(e, &server_close),
+            let want_write = match self.flush() {
+                Ok(w) => w,
+                Err(end) => return end,
             };
-
-            // 4. Timers: the close handshake bound and keepalive.
-            let now = Instant::now();
-            let mut wait = Duration::from_secs(3600);
-            if let Some(since) = closing_since {
-                let left = self.close_timeout.saturating_sub(now - since);
-                if left.is_zero() {
-                    return Error::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "close: the server did not confirm the close within {:?}; \
-                             the connection was dropped",
-                            self.close_timeout
-                        ),
-                    );
-                }
-                wait = wait.min(left);
-            } else if !self.ping_interval.is_zero() {
-                match ping_sent_at {
-                    Some(at) if now - at >= self.ping_interval => {
-                        return Error::closed(
-                            None,
-                            format!(
-                                "connection lost: no answer to a keepalive ping within {:?}",
-                                self.ping_interval
-                            ),
-                        );
-                    }
-                    Some(at) => wait = wait.min(self.ping_interval - (now - at)),
-                    None if now - last_heard >= self.ping_interval => {
-                        // Counted before the write, so the count never lags what the peer saw.
-                        self.shared.lock().stats.pings_sent += 1;
-                        match self.ws.write(WsMessage::Ping(Vec::new().into())) {
-                            Err(e) if !is_would_block(&e) => return ws_error(e, &server_close),
-                            _ => {}
-                        }
-                        ping_sent_at = Some(now);
-                        continue; // flush it now
-                    }
-                    None => wait = wait.min(self.ping_interval - (now - last_heard)),
-                }
-            }
-
-            // 5. Sleep until the socket or a caller needs us.
+            let wait = match self.timers() {
+                Ok(Next::Sleep(wait)) => wait,
+                Ok(Next::Flush) => continue,
+                Err(end) => return end,
+            };
             if let Err(e) = poll_two(sock, want_write, wake, wait) {
-                return Error::new(ErrorKind::Internal, format!("poll: {e}"));
+                return EndReason::Failed(Error::new(ErrorKind::Internal, format!("poll: {e}")));
             }
-            let mut sink = [0u8; 64];
-            while matches!((&self.shared.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
+            self.drain_wake_ups();
         }
     }
 
-    fn on_message(&mut self, msg: WsMessage, server_close: &mut Option<(u16, String)>) {
+    /// Hands the queued frames to the socket, in order, releasing each caller. Returns whether
+    /// the app asked to close.
+    fn send_queued(&mut self) -> Result<bool> {
+        let (batch, close_requested) = {
+            let mut state = self.shared.lock();
+            (std::mem::take(&mut state.outbound), state.close_requested)
+        };
+        for out in batch {
+            match self.ws.write(WsMessage::text(out.frame)) {
+                Err(e) if !is_would_block(&e) => {
+                    let e = ws_error(e, &self.server_close);
+                    let _ = out.done.send(Err(e.clone()));
+                    return Err(e);
+                }
+                // Written, or kept by tungstenite behind a full socket buffer: the caller is
+                // released once a flush has handed it to the socket, never before.
+                _ => self.unflushed.push(out.done),
+            }
+        }
+        Ok(close_requested)
+    }
+
+    /// Everything written so far reached the socket: release those senders.
+    fn acknowledge_flushed(&mut self) {
+        if self.unflushed.is_empty() {
+            return;
+        }
+        // Counted before the callers are released, so stats never lag a send.
+        self.shared.lock().stats.frames_sent += self.unflushed.len() as u64;
+        for done in self.unflushed.drain(..) {
+            let _ = done.send(Ok(()));
+        }
+    }
+
+    /// Sends our close frame, once.
+    fn start_close(&mut self) {
+        if self.closing_since.is_some() {
+            return;
+        }
+        self.closing_since = Some(Instant::now());
+        let _ = self.ws.close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "viewer closing".into(),
+        }));
+    }
+
+    /// Reads everything the socket has. TLS may hold decrypted bytes poll cannot see, so this
+    /// reads until `WouldBlock` rather than trusting poll alone.
+    fn read_available(&mut self) -> std::result::Result<(), EndReason> {
+        loop {
+            match self.ws.read() {
+                Ok(msg) => {
+                    self.last_heard = Instant::now();
+                    self.ping_sent_at = None;
+                    self.on_message(msg);
+                }
+                Err(e) if is_would_block(&e) => return Ok(()),
+                Err(_) if self.closing_since.is_some() => return Err(EndReason::ClosedByApp),
+                Err(e) => return Err(EndReason::Failed(ws_error(e, &self.server_close))),
+            }
+        }
+    }
+
+    /// Flushes queued frames, automatic pongs and close replies. Returns whether bytes are
+    /// still waiting for the socket to become writable.
+    fn flush(&mut self) -> std::result::Result<bool, EndReason> {
+        match self.ws.flush() {
+            Ok(()) => {
+                self.acknowledge_flushed();
+                Ok(false)
+            }
+            Err(e) if is_would_block(&e) => Ok(true),
+            Err(_) if self.closing_since.is_some() => Err(EndReason::ClosedByApp),
+            Err(e) => Err(EndReason::Failed(ws_error(e, &self.server_close))),
+        }
+    }
+
+    /// The close-handshake bound and the keepalive: what to do next, or why to stop.
+    fn timers(&mut self) -> std::result::Result<Next, EndReason> {
+        let now = Instant::now();
+        if let Some(since) = self.closing_since {
+            let left = self.close_timeout.saturating_sub(now - since);
+            if left.is_zero() {
+                return Err(EndReason::Failed(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "close: the server did not confirm the close within {:?}; \
+                         the connection was dropped",
+                        self.close_timeout
+                    ),
+                )));
+            }
+            return Ok(Next::Sleep(left));
+        }
+        let idle_wait = Duration::from_secs(3600);
+        if self.ping_interval.is_zero() {
+            return Ok(Next::Sleep(idle_wait));
+        }
+        match self.ping_sent_at {
+            Some(at) if now - at >= self.pong_timeout => Err(EndReason::Failed(Error::closed(
+                None,
+                format!(
+                    "connection lost: no answer to a keepalive ping within {:?}",
+                    self.pong_timeout
+                ),
+            ))),
+            Some(at) => Ok(Next::Sleep(self.pong_timeout - (now - at))),
+            None if now - self.last_heard >= self.ping_interval => {
+                // Counted before the write, so the count never lags what the peer saw.
+                self.shared.lock().stats.pings_sent += 1;
+                match self.ws.write(WsMessage::Ping(Vec::new().into())) {
+                    Err(e) if !is_would_block(&e) => {
+                        Err(EndReason::Failed(ws_error(e, &self.server_close)))
+                    }
+                    _ => {
+                        self.ping_sent_at = Some(now);
+                        Ok(Next::Flush)
+                    }
+                }
+            }
+            None => Ok(Next::Sleep(self.ping_interval - (now - self.last_heard))),
+        }
+    }
+
+    /// Empties the wake-up pair: one pass of the loop serves every poke so far.
+    fn drain_wake_ups(&self) {
+        let mut sink = [0u8; 64];
+        while matches!((&self.shared.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
+    }
+
+    fn on_message(&mut self, msg: WsMessage) {
         let decoded = match msg {
             WsMessage::Text(text) => envelope::decode_incoming(text.as_str()),
             WsMessage::Binary(_) => Err(Error::new(
@@ -570,7 +747,7 @@ impl Connection {
                 "binary frame (the protocol uses text frames only)",
             )),
             WsMessage::Close(frame) => {
-                *server_close = Some(match frame {
+                self.server_close = Some(match frame {
                     Some(f) => (u16::from(f.code), f.reason.as_str().to_owned()),
                     None => (1005, String::new()),
                 });
@@ -581,6 +758,16 @@ impl Connection {
         let mut state = self.shared.lock();
         state.stats.frames_received += 1;
         match decoded {
+            Ok(Some(message)) if message.payload.len() > self.max_message_len => {
+                state.stats.frames_skipped += 1;
+                state.stats.messages_oversized += 1;
+                state.stats.last_skip_reason = Some(format!(
+                    "{} with a {}-byte payload, over max_message_len {}",
+                    message.message_type.name(),
+                    message.payload.len(),
+                    self.max_message_len
+                ));
+            }
             Ok(Some(message)) => {
                 state.inbound.push_back(message);
                 drop(state);

@@ -25,14 +25,24 @@ const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Long-term or temporary AWS credentials. The secret parts are wiped from memory on drop
 /// and never printed by `Debug`.
+///
+/// ```
+/// use kvs_viewer::Credentials;
+///
+/// let creds = Credentials::new("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG", None);
+/// assert!(!format!("{creds:?}").contains("wJalr"));
+/// ```
 #[derive(Clone)]
 pub struct Credentials {
+    /// `AKIA...` (long-term) or `ASIA...` (temporary); not a secret, it appears in signatures.
     pub access_key_id: String,
     secret_access_key: Zeroizing<String>,
     session_token: Option<Zeroizing<String>>,
 }
 
 impl Credentials {
+    /// Credentials from their parts; `session_token` comes with temporary credentials (STS,
+    /// the IoT credentials provider).
     pub fn new(access_key_id: &str, secret_access_key: &str, session_token: Option<&str>) -> Self {
         Credentials {
             access_key_id: access_key_id.to_owned(),
@@ -41,6 +51,7 @@ impl Credentials {
         }
     }
 
+    /// The session token of temporary credentials. A secret: never log it.
     pub fn session_token(&self) -> Option<&str> {
         self.session_token.as_ref().map(|t| t.as_str())
     }
@@ -67,7 +78,7 @@ impl Credentials {
     /// Makes a service message safe to show: signature-mismatch messages quote the canonical
     /// request (which holds the session token), so cut there, then blank any credential that
     /// still shows.
-    pub fn redact(&self, message: &str) -> String {
+    pub(crate) fn redact(&self, message: &str) -> String {
         let mut m = match message.find("The Canonical String") {
             Some(i) => message[..i].trim_end().to_owned(),
             None => message.to_owned(),
@@ -169,7 +180,10 @@ pub struct PresignRequest<'a> {
 /// signature and the session token, so it must never be logged.
 pub struct Presigned {
     pub query: Zeroizing<String>,
+    /// The hex signature and the canonical request's hash, for the test vectors.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub signature: String,
+    #[cfg_attr(not(test), allow(dead_code))]
     pub canonical_request_hash: String,
 }
 
@@ -197,11 +211,16 @@ pub fn presign(creds: &Credentials, req: &PresignRequest<'_>) -> Presigned {
         params.push(("X-Amz-Security-Token", token));
     }
     params.extend_from_slice(req.params);
-    params.sort_by(|a, b| a.0.cmp(b.0));
+    // SigV4 sorts the *encoded* names (then values): "Ä" encodes to "%C3%84", before "A".
+    let mut encoded: Vec<(String, Zeroizing<String>)> = params
+        .iter()
+        .map(|(k, v)| (uri_encode(k), Zeroizing::new(uri_encode(v))))
+        .collect();
+    encoded.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
     let canonical_query = Zeroizing::new(
-        params
+        encoded
             .iter()
-            .map(|(k, v)| format!("{}={}", uri_encode(k), uri_encode(v)))
+            .map(|(k, v)| format!("{k}={}", v.as_str()))
             .collect::<Vec<_>>()
             .join("&"),
     );
@@ -499,6 +518,52 @@ mod tests {
         assert_eq!(
             hex::encode(*key),
             "ef61508d34973b22736ab8a3477f622423aabbc14d6744aff273a358084b9d2f"
+        );
+    }
+
+    /// Found by the `presign` fuzz target: parameters were sorted before encoding.
+    #[test]
+    fn presign_sorts_encoded_parameter_names() {
+        let creds = Credentials::new("AKID", "s", None);
+        let p = presign(
+            &creds,
+            &PresignRequest {
+                host: "127.0.0.1:8443",
+                path: "",
+                region: "us-west-2",
+                service: SERVICE,
+                time: OffsetDateTime::UNIX_EPOCH,
+                expires_s: 299,
+                params: &[
+                    ("X-Amz-\u{c4}", "1"),
+                    ("X-Amz-ClientId", "b"),
+                    ("X-Amz-ClientId", "a"),
+                ],
+            },
+        );
+        let names: Vec<&str> = p
+            .query
+            .split('&')
+            .map(|kv| &kv[..kv.find('=').unwrap()])
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "X-Amz-%C3%84",
+                "X-Amz-Algorithm",
+                "X-Amz-ClientId",
+                "X-Amz-ClientId",
+                "X-Amz-Credential",
+                "X-Amz-Date",
+                "X-Amz-Expires",
+                "X-Amz-SignedHeaders",
+                "X-Amz-Signature"
+            ]
+        );
+        assert!(
+            p.query.contains("X-Amz-ClientId=a&X-Amz-ClientId=b"),
+            "{}",
+            p.query.as_str()
         );
     }
 

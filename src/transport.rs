@@ -1,12 +1,13 @@
-//! Opens the secure WebSocket: TCP with a deadline, TLS through the platform's OpenSSL (system
-//! roots plus an optional CA bundle, never downgraded), then the RFC 6455 upgrade. Upgrade
-//! rejections are turned into service errors with status, exception name and message.
+//! Opens secure connections: TCP and TLS through the platform's OpenSSL (system roots plus an
+//! optional CA bundle, never downgraded), bounded by one deadline on every read and write;
+//! then, for the WebSocket, the RFC 6455 upgrade. Upgrade rejections are turned into service
+//! errors with status, exception name and message. The HTTPS calls (`http`) use the same
+//! connector and the same streams.
 
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use native_tls::{Certificate, HandshakeError as TlsHandshakeError, TlsConnector, TlsStream};
 use time::OffsetDateTime;
@@ -14,10 +15,11 @@ use tungstenite::handshake::HandshakeError;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{WebSocket, client::IntoClientRequest};
 
+use crate::deadline::Deadline;
 use crate::error::{Error, ErrorKind, Result};
-use crate::validate::WssEndpoint;
+use crate::validate::Endpoint;
 
-pub(crate) type Stream = TlsStream<TcpStream>;
+pub(crate) type Stream = TlsStream<Socket>;
 
 /// Frames larger than this end the connection; the service sends at most ~14 KB.
 const MAX_MESSAGE_SIZE: usize = 1 << 20;
@@ -90,19 +92,116 @@ fn tls_connector(extra_roots: &[Certificate]) -> Result<TlsConnector> {
         .map_err(|e| Error::new(ErrorKind::Tls, format!("TLS setup failed: {e}")))
 }
 
-fn remaining(deadline: Instant, what: &str) -> Result<Duration> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(Error::new(
-            ErrorKind::Timeout,
-            format!("{what}: connect timeout elapsed"),
-        ));
+/// The TCP socket under TLS. While a deadline is set (during a connect), every read and write
+/// first sets the socket timeout to the time left, so a server that trickles one byte a second
+/// cannot stretch the bound; once connected the deadline is cleared and the socket is driven
+/// non-blocking by the connection thread.
+#[derive(Debug)]
+pub(crate) struct Socket {
+    tcp: TcpStream,
+    deadline: Option<Deadline>,
+}
+
+impl Socket {
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        &self.tcp
     }
-    Ok(left)
+
+    /// Bounds every later read and write by `deadline` (None = no bound).
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Deadline>) {
+        self.deadline = deadline;
+    }
+
+    /// Sets the socket timeout to what is left; `WouldBlock` (what a socket timeout gives)
+    /// once nothing is.
+    fn arm(&self, read: bool) -> io::Result<()> {
+        let Some(deadline) = &self.deadline else {
+            return Ok(());
+        };
+        let left = deadline.left();
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the connect deadline elapsed",
+            ));
+        }
+        if read {
+            self.tcp.set_read_timeout(Some(left))
+        } else {
+            self.tcp.set_write_timeout(Some(left))
+        }
+    }
+}
+
+impl io::Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm(true)?;
+        self.tcp.read(buf)
+    }
+}
+
+impl io::Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm(false)?;
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// Lets the kernel find a dead peer too: TCP keepalive probes on an idle link (after 3 s, every
+/// 1 s, 3 probes, as the C SDK) and `TCP_USER_TIMEOUT`, so data left unacknowledged for
+/// `bound` fails the connection instead of queueing forever.
+pub(crate) fn detect_dead_peer(tcp: &TcpStream, bound: std::time::Duration) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::AsRawFd;
+        let fd = tcp.as_raw_fd();
+        let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| -> io::Result<()> {
+            // SAFETY: `fd` is an open socket owned by `tcp` for the whole call; the option
+            // value is a valid c_int whose size is passed with it.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd,
+                    level,
+                    name,
+                    (&value as *const libc::c_int).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        let ms = libc::c_int::try_from(bound.as_millis().max(1000)).unwrap_or(libc::c_int::MAX);
+        set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+        set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 3)?;
+        set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 1)?;
+        set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3)?;
+        set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, ms)?;
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (tcp, bound);
+    }
+    Ok(())
+}
+
+/// `WouldBlock` and `TimedOut` are what a socket timeout gives on a blocking socket.
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// TCP connect to the first address that answers, all within the deadline.
-pub(crate) fn tcp_connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream> {
+pub(crate) fn tcp_connect(host: &str, port: u16, deadline: &Deadline) -> Result<TcpStream> {
+    deadline.remaining("DNS")?;
     // Name resolution uses the system resolver, which has its own timeouts (resolv.conf).
     let addrs: Vec<_> = (host, port)
         .to_socket_addrs()
@@ -110,7 +209,7 @@ pub(crate) fn tcp_connect(host: &str, port: u16, deadline: Instant) -> Result<Tc
         .collect();
     let mut last = None;
     for addr in &addrs {
-        let left = remaining(deadline, "TCP connect")?;
+        let left = deadline.remaining("TCP connect")?;
         match TcpStream::connect_timeout(addr, left) {
             Ok(s) => return Ok(s),
             Err(e) => last = Some((addr, e)),
@@ -126,20 +225,24 @@ pub(crate) fn tcp_connect(host: &str, port: u16, deadline: Instant) -> Result<Tc
     })
 }
 
-/// TLS handshake over `tcp`, verifying the certificate against `host`.
-pub(crate) fn tls_handshake(
+/// TCP connect, then the TLS handshake verifying the certificate against `host`; every read
+/// and write bounded by `deadline`, which stays set on the returned stream.
+pub(crate) fn connect_tls(
     connector: &TlsConnector,
     host: &str,
-    tcp: TcpStream,
-    deadline: Instant,
+    port: u16,
+    deadline: &Deadline,
 ) -> Result<Stream> {
-    set_timeouts(&tcp, remaining(deadline, "TLS handshake")?)?;
-    match connector.connect(host, tcp) {
+    let tcp = tcp_connect(host, port, deadline)?;
+    tcp.set_nodelay(true)
+        .map_err(|e| Error::new(ErrorKind::Network, format!("socket setup: {e}")))?;
+    let socket = Socket {
+        tcp,
+        deadline: Some(*deadline),
+    };
+    match connector.connect(host, socket) {
         Ok(s) => Ok(s),
-        Err(TlsHandshakeError::WouldBlock(_)) => Err(Error::new(
-            ErrorKind::Timeout,
-            "TLS handshake: the server did not answer in time",
-        )),
+        Err(TlsHandshakeError::WouldBlock(_)) => Err(deadline.timeout("TLS handshake")),
         Err(TlsHandshakeError::Failure(e)) => Err(Error::new(
             ErrorKind::Tls,
             format!("TLS handshake with {host} failed: {e}"),
@@ -147,32 +250,20 @@ pub(crate) fn tls_handshake(
     }
 }
 
-fn set_timeouts(tcp: &TcpStream, t: Duration) -> Result<()> {
-    tcp.set_read_timeout(Some(t))
-        .and_then(|()| tcp.set_write_timeout(Some(t)))
-        .map_err(|e| Error::new(ErrorKind::Network, format!("socket setup: {e}")))
-}
-
-/// Opens `wss://<endpoint><path>?<query>`, returning a WebSocket over a blocking socket.
+/// Opens `wss://<endpoint><path>?<query>`, returning a WebSocket over a blocking socket with
+/// no deadline left on it.
 pub(crate) fn open(
-    endpoint: &WssEndpoint,
+    endpoint: &Endpoint,
     connector: &TlsConnector,
     query: &str,
-    deadline: Instant,
+    deadline: &Deadline,
 ) -> std::result::Result<WebSocket<Stream>, Rejection> {
     let plain = |error: Error| Rejection {
         error,
         server_date: None,
     };
-    let tcp = tcp_connect(&endpoint.host, endpoint.port, deadline).map_err(plain)?;
-    tcp.set_nodelay(true)
-        .map_err(|e| plain(Error::new(ErrorKind::Network, format!("socket setup: {e}"))))?;
-    let tls = tls_handshake(connector, &endpoint.host, tcp, deadline).map_err(plain)?;
-    set_timeouts(
-        tls.get_ref(),
-        remaining(deadline, "WebSocket upgrade").map_err(plain)?,
-    )
-    .map_err(plain)?;
+    let tls = connect_tls(connector, &endpoint.host, endpoint.port, deadline).map_err(plain)?;
+    deadline.remaining("WebSocket upgrade").map_err(plain)?;
 
     let url = format!("wss://{}{}?{query}", endpoint.host_header, endpoint.path);
     let request = url.into_client_request().map_err(|e| {
@@ -189,16 +280,16 @@ pub(crate) fn open(
     config.max_message_size = Some(MAX_MESSAGE_SIZE);
     config.max_frame_size = Some(MAX_MESSAGE_SIZE);
     match tungstenite::client::client_with_config(request, tls, Some(config)) {
-        Ok((ws, _response)) => Ok(ws),
-        Err(HandshakeError::Interrupted(_)) => Err(plain(Error::new(
-            ErrorKind::Timeout,
-            "WebSocket upgrade: no response from the server in time",
-        ))),
-        Err(HandshakeError::Failure(e)) => Err(upgrade_failure(e)),
+        Ok((mut ws, _response)) => {
+            ws.get_mut().get_mut().set_deadline(None);
+            Ok(ws)
+        }
+        Err(HandshakeError::Interrupted(_)) => Err(plain(deadline.timeout("WebSocket upgrade"))),
+        Err(HandshakeError::Failure(e)) => Err(upgrade_failure(e, deadline)),
     }
 }
 
-fn upgrade_failure(e: tungstenite::Error) -> Rejection {
+fn upgrade_failure(e: tungstenite::Error, deadline: &Deadline) -> Rejection {
     use tungstenite::Error as WsError;
     let error = match e {
         WsError::Http(response) => {
@@ -221,17 +312,7 @@ fn upgrade_failure(e: tungstenite::Error) -> Rejection {
             );
             return Rejection { error, server_date };
         }
-        WsError::Io(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Error::new(
-                ErrorKind::Timeout,
-                "WebSocket upgrade: no response from the server in time",
-            )
-        }
+        WsError::Io(e) if is_timeout(&e) => deadline.timeout("WebSocket upgrade"),
         WsError::Io(e) => Error::new(ErrorKind::Network, format!("WebSocket upgrade: {e}")),
         WsError::ConnectionClosed | WsError::AlreadyClosed => Error::new(
             ErrorKind::Network,
@@ -305,5 +386,34 @@ mod tests {
         let t = parse_http_date("Tue, 24 Nov 2026 09:12:09 GMT").unwrap();
         assert_eq!(t.unix_timestamp(), 1_795_511_529);
         assert_eq!(parse_http_date("yesterday"), None);
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn dead_peer_options_are_set_on_the_socket() {
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        detect_dead_peer(&tcp, std::time::Duration::from_secs(15)).unwrap();
+        let get = |level, name| {
+            let mut value: libc::c_int = -1;
+            let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: valid socket, value and length pointers to live locals.
+            let rc = unsafe {
+                libc::getsockopt(
+                    tcp.as_raw_fd(),
+                    level,
+                    name,
+                    (&mut value as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(rc, 0);
+            value
+        };
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT), 15_000);
+        assert_eq!(get(libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE), 3);
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_KEEPCNT), 3);
     }
 }

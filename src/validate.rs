@@ -169,7 +169,7 @@ pub fn presign_expires(value: u32) -> Result<()> {
 
 /// A parsed `wss://host[:port][/path]` endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WssEndpoint {
+pub struct Endpoint {
     /// Host name or IP address to connect to (IPv6 without brackets).
     pub host: String,
     pub port: u16,
@@ -180,18 +180,18 @@ pub struct WssEndpoint {
     pub path: String,
 }
 
-pub fn wss_endpoint(value: &str) -> Result<WssEndpoint> {
+pub fn wss_endpoint(value: &str) -> Result<Endpoint> {
     endpoint("wss_endpoint", "wss", "ws", value)
 }
 
 /// A parsed `https://host[:port][/path]` URL (control plane, GetIceServerConfig endpoint).
 /// `field` names the config value or the response member it came from.
-pub fn https_endpoint(field: &str, value: &str) -> Result<WssEndpoint> {
+pub fn https_endpoint(field: &str, value: &str) -> Result<Endpoint> {
     endpoint(field, "https", "http", value)
 }
 
 /// `<scheme>://host[:port][/path]`; the plain-text `insecure` scheme gets a pointed refusal.
-fn endpoint(field: &str, scheme: &str, insecure: &str, value: &str) -> Result<WssEndpoint> {
+fn endpoint(field: &str, scheme: &str, insecure: &str, value: &str) -> Result<Endpoint> {
     const MAX_ENDPOINT_LEN: usize = 2048;
     if value.len() > MAX_ENDPOINT_LEN {
         return Err(Error::invalid(
@@ -230,7 +230,7 @@ fn endpoint(field: &str, scheme: &str, insecure: &str, value: &str) -> Result<Ws
         return Err(Error::invalid(field, "path must be printable ASCII"));
     }
     let (host, port) = split_host_port(authority).map_err(|why| Error::invalid(field, why))?;
-    Ok(WssEndpoint {
+    Ok(Endpoint {
         host,
         port: port.unwrap_or(443),
         host_header: authority.to_owned(),

@@ -620,3 +620,316 @@ fn a_burst_beyond_the_socket_buffers_arrives_complete_and_in_order() {
     assert!(v.ended().is_none());
     v.close().unwrap();
 }
+
+// ---------------------------------------------------------------------------------------
+// One deadline: servers that answer one byte at a time (slow loris) get a Timeout within
+// `connect_timeout` on every read — TLS handshake, HTTP response, WebSocket upgrade response.
+
+/// A self-signed certificate for 127.0.0.1, and its key (PEM).
+fn self_signed() -> (Vec<u8>, Vec<u8>) {
+    use openssl::asn1::Asn1Time;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+    use openssl::x509::{X509, X509NameBuilder};
+    let key = PKey::from_ec_key(
+        EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "slow loris").unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    (
+        b.build().to_pem().unwrap(),
+        key.private_key_to_pem_pkcs8().unwrap(),
+    )
+}
+
+/// Gap between two bytes of a slow server.
+const DRIP: Duration = Duration::from_millis(250);
+
+/// A server on 127.0.0.1 that serves each connection like a slow loris: `tls` = complete the
+/// TLS handshake, read the request head, then send `answer` one byte per `DRIP`; without
+/// `tls`, drip a TLS record header and its body from the first byte. Stops when the client
+/// hangs up or `stop` is dropped. Returns the port, the CA file, and `stop`.
+fn slow_loris(tls: bool, answer: &'static [u8]) -> (u16, std::path::PathBuf, mpsc::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (cert, key) = self_signed();
+    let ca_file =
+        std::env::temp_dir().join(format!("kvs-slow-loris-{}-{port}.pem", std::process::id()));
+    std::fs::write(&ca_file, &cert).unwrap();
+    let acceptor =
+        native_tls::TlsAcceptor::new(native_tls::Identity::from_pkcs8(&cert, &key).unwrap())
+            .unwrap();
+    let (stop, stopped) = mpsc::channel::<()>();
+    listener.set_nonblocking(true).unwrap();
+    thread::spawn(move || {
+        let drip = |w: &mut dyn std::io::Write, bytes: &[u8]| {
+            for b in bytes {
+                if w.write_all(&[*b]).and_then(|()| w.flush()).is_err() {
+                    return;
+                }
+                // Sleeping is the fault itself here, not synchronisation.
+                if !matches!(
+                    stopped.recv_timeout(DRIP),
+                    Err(mpsc::RecvTimeoutError::Timeout)
+                ) {
+                    return;
+                }
+            }
+        };
+        // One client per test; accept for at most 20 s.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let tcp = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(5))
+                }
+                Err(_) => return,
+            }
+        };
+        tcp.set_nonblocking(false).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        if !tls {
+            // A handshake record header announcing 16 KB, then its body, slowly.
+            let mut tcp = tcp;
+            let mut record = vec![0x16, 0x03, 0x03, 0x40, 0x00, 0x02];
+            record.resize(64, 0);
+            drip(&mut tcp, &record);
+            return;
+        }
+        let Ok(mut stream) = acceptor.accept(tcp) else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match std::io::Read::read(&mut stream, &mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        drip(&mut stream, answer);
+    });
+    (port, ca_file, stop)
+}
+
+/// Connects with a 1.2 s bound and checks it ends in a Timeout on time.
+fn times_out_on_time(mut c: ViewerConfig, step: &str) {
+    let bound = Duration::from_millis(1200);
+    c.connect_timeout = bound;
+    let started = std::time::Instant::now();
+    let e = Viewer::connect(&c).unwrap_err();
+    let took = started.elapsed();
+    println!("{step}: {e} after {took:?} (bound {bound:?})");
+    assert_eq!(e.kind, ErrorKind::Timeout, "{step}: {e}");
+    assert!(e.message.contains(step), "{step}: {e}");
+    // Every read waits at most for the time left; one drip of slack for the thread to notice.
+    assert!(
+        took >= bound - Duration::from_millis(50),
+        "{step}: {took:?}"
+    );
+    assert!(took < bound + DRIP * 2, "{step}: took {took:?}");
+}
+
+const SLOW_HTTP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 30\r\n\r\n{\"ChannelInfo\":{\"ChannelARN\":1}}";
+const SLOW_UPGRADE: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: xxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n\r\n";
+
+#[test]
+fn slow_loris_tls_handshake_times_out_on_time() {
+    let emu = start(EmulatorConfig::default());
+    let (port, ca_file, _stop) = slow_loris(false, b"");
+    let mut c = config_for(&emu, "viewer-slow-tls");
+    c.wss_endpoint = format!("wss://127.0.0.1:{port}");
+    c.ca_file = Some(ca_file);
+    times_out_on_time(c, "TLS handshake");
+}
+
+#[test]
+fn slow_loris_upgrade_response_times_out_on_time() {
+    let emu = start(EmulatorConfig::default());
+    let (port, ca_file, _stop) = slow_loris(true, SLOW_UPGRADE);
+    let mut c = config_for(&emu, "viewer-slow-upgrade");
+    c.wss_endpoint = format!("wss://127.0.0.1:{port}");
+    c.ca_file = Some(ca_file);
+    times_out_on_time(c, "WebSocket upgrade");
+}
+
+#[test]
+fn slow_loris_http_response_times_out_on_time() {
+    let emu = start(EmulatorConfig::default());
+    let (port, ca_file, _stop) = slow_loris(true, SLOW_HTTP);
+    let mut c = config_for(&emu, "viewer-slow-http");
+    // Discovery against the slow control plane.
+    c.channel_arn = String::new();
+    c.channel_name = Some(emu.env().channel_name.clone());
+    c.wss_endpoint = String::new();
+    c.control_plane_url = Some(format!("https://127.0.0.1:{port}"));
+    c.ca_file = Some(ca_file);
+    times_out_on_time(c, "describe");
+}
+
+/// Discovery and the upgrade share the one bound: a slow upgrade after a quick discovery
+/// still ends at `connect_timeout`, not at discovery time + `connect_timeout`.
+#[test]
+fn discovery_and_upgrade_share_one_deadline() {
+    let emu = start(EmulatorConfig::default());
+    emu.inject(Fault::HandshakeDelay { ms: 5_000 }).unwrap();
+    let env = emu.env();
+    let mut c = config_for(&emu, "viewer-shared-deadline");
+    c.channel_arn = String::new();
+    c.channel_name = Some(env.channel_name.clone());
+    c.wss_endpoint = String::new();
+    c.control_plane_url = Some(env.control_plane_url.clone());
+    times_out_on_time(c, "WebSocket upgrade");
+}
+
+/// An oversized message is skipped and counted, and the message behind it is delivered
+/// (it used to stay queued forever with BUFFER_TOO_SMALL, blocking the answer behind it).
+#[test]
+fn oversized_messages_are_skipped_and_never_block_the_queue() {
+    use base64::Engine;
+    let emu = start(EmulatorConfig::default());
+    let v = connect(&emu, "viewer-big");
+    let candidate = |len: usize| {
+        let payload = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; len]);
+        RawFrame::Text(format!(
+            r#"{{"messageType":"ICE_CANDIDATE","senderClientId":"","messagePayload":"{payload}"}}"#
+        ))
+    };
+    for frame in [RawFrame::Oversized, candidate(7501), candidate(7500)] {
+        emu.inject(Fault::SendRaw {
+            client_id: Some("viewer-big".into()),
+            frame,
+        })
+        .unwrap();
+    }
+    let m = recv(&v);
+    assert_eq!(m.payload.len(), 7500, "the two larger ones were skipped");
+    let stats = v.stats();
+    assert_eq!(
+        (stats.messages_oversized, stats.frames_skipped),
+        (2, 2),
+        "{stats:?}"
+    );
+    assert!(
+        stats
+            .last_skip_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("7501-byte")),
+        "{stats:?}"
+    );
+    v.close().unwrap();
+
+    // A larger limit lets them through.
+    let mut c = config_for(&emu, "viewer-bigger");
+    c.max_message_len = 200 * 1024;
+    let v = Viewer::connect(&c).unwrap();
+    emu.inject(Fault::SendRaw {
+        client_id: Some("viewer-bigger".into()),
+        frame: RawFrame::Oversized,
+    })
+    .unwrap();
+    assert!(recv(&v).payload.len() > 7500);
+    assert_eq!(v.stats().messages_oversized, 0);
+    v.close().unwrap();
+}
+
+/// A WebSocket server on 127.0.0.1 that completes the upgrade and then freezes: it neither
+/// reads nor answers again (a hung process, a dead NAT mapping with the kernel still up).
+/// Returns the port, the CA file and a sender whose drop releases the server.
+fn frozen_server() -> (u16, std::path::PathBuf, mpsc::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (cert, key) = self_signed();
+    let ca_file =
+        std::env::temp_dir().join(format!("kvs-frozen-{}-{port}.pem", std::process::id()));
+    std::fs::write(&ca_file, &cert).unwrap();
+    let acceptor =
+        native_tls::TlsAcceptor::new(native_tls::Identity::from_pkcs8(&cert, &key).unwrap())
+            .unwrap();
+    let (release, released) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        let Ok((tcp, _)) = listener.accept() else {
+            return;
+        };
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let Ok(tls) = acceptor.accept(tcp) else {
+            return;
+        };
+        let Ok(ws) = tungstenite::accept(tls) else {
+            return;
+        };
+        // Frozen: hold the socket without reading until the test is done.
+        let _ = released.recv_timeout(Duration::from_secs(60));
+        drop(ws);
+    });
+    (port, ca_file, release)
+}
+
+/// A server that stops reading is detected by the pong deadline (shorter than the interval),
+/// and a send whose frame the library still holds is never reported OK: once the socket
+/// buffers are full, sends time out, then the connection is declared dead.
+#[test]
+fn a_frozen_server_is_detected_and_held_sends_are_not_reported_ok() {
+    let emu = start(EmulatorConfig::default());
+    let (port, ca_file, _release) = frozen_server();
+    let mut c = config_for(&emu, "viewer-frozen");
+    c.wss_endpoint = format!("wss://127.0.0.1:{port}");
+    c.ca_file = Some(ca_file);
+    c.ping_interval = Duration::from_millis(1500);
+    c.pong_timeout = Duration::from_millis(700);
+    c.send_timeout = Duration::from_millis(300);
+    let v = Viewer::connect(&c).unwrap();
+    let started = std::time::Instant::now();
+    let candidate = format!(r#"{{"candidate":"{}"}}"#, "c".repeat(7000));
+    let mut ok = 0usize;
+    let first_error = loop {
+        match v.send(MessageType::IceCandidate, candidate.as_bytes(), None) {
+            Ok(()) => ok += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            started.elapsed() < BOUND,
+            "{ok} sends, all OK, for {BOUND:?}"
+        );
+    };
+    println!(
+        "{ok} sends reached the socket buffers, then: {first_error} after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(first_error.kind, ErrorKind::Timeout, "{first_error}");
+    let e = v.recv(Some(BOUND)).unwrap_err();
+    let detected = started.elapsed();
+    println!("frozen server detected after {detected:?}: {e}");
+    assert_eq!(e.kind, ErrorKind::Closed, "{e}");
+    assert!(e.message.contains("keepalive"), "{e}");
+    assert!(
+        detected < Duration::from_millis(1500 + 700) * 2,
+        "{detected:?}"
+    );
+    let after = v.send(MessageType::IceCandidate, b"{}", None).unwrap_err();
+    assert_eq!(after.kind, ErrorKind::Closed, "{after}");
+    let _ = v.close();
+}

@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Map, Value, json};
 
 use crate::config::{Operation, Tamper, random_bytes};
+use crate::events::Event;
 use crate::http::Head;
 use crate::server::{ApiError, Channel, Shared, lock};
 use crate::sigv4::SignedRequest;
@@ -48,7 +49,10 @@ pub fn valid_arn(s: &str) -> bool {
         && res[2].bytes().all(|b| b.is_ascii_digit())
 }
 
-fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, ApiError> {
+pub(crate) fn str_field<'a>(
+    body: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, ApiError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -60,13 +64,13 @@ fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a 
     }
 }
 
-fn validation(field: &str, value: &str, constraint: &str) -> ApiError {
+pub(crate) fn validation(field: &str, value: &str, constraint: &str) -> ApiError {
     ApiError::invalid(format!(
         "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: {constraint}"
     ))
 }
 
-fn check_arn(arn: Option<&str>, field: &str) -> Result<String, ApiError> {
+pub(crate) fn check_arn(arn: Option<&str>, field: &str) -> Result<String, ApiError> {
     let Some(arn) = arn else {
         return Err(ApiError::invalid(format!("{field} is required")));
     };
@@ -80,7 +84,7 @@ fn check_arn(arn: Option<&str>, field: &str) -> Result<String, ApiError> {
     Ok(arn.to_string())
 }
 
-fn channel_json(c: &Channel) -> Value {
+pub(crate) fn channel_json(c: &Channel) -> Value {
     json!({
         "ChannelARN": c.arn,
         "ChannelName": c.name,
@@ -105,16 +109,22 @@ pub(crate) fn handle(
         ("POST", "/getSignalingChannelEndpoint") => Some(Operation::GetEndpoint),
         ("POST", "/createSignalingChannel") => Some(Operation::CreateChannel),
         ("POST", "/v1/get-ice-server-config") => Some(Operation::GetIceConfig),
+        ("POST", "/listSignalingChannels") => Some(Operation::ListChannels),
+        ("POST", "/deleteSignalingChannel") => Some(Operation::DeleteChannel),
+        ("POST", "/updateSignalingChannel") => Some(Operation::UpdateChannel),
+        ("POST", "/TagResource") => Some(Operation::TagResource),
+        ("POST", "/UntagResource") => Some(Operation::UntagResource),
+        ("POST", "/ListTagsForResource") => Some(Operation::ListTags),
         _ => None,
     };
     let result = match op {
         None => Err(ApiError::new(404, "UnknownOperationException", "")),
         Some(op) => dispatch(shared, head, body, op).map(|v| match shared.take_tamper(op) {
             Some(t) => {
-                shared.emit(
-                    "tamper_applied",
-                    json!({"operation": op.name(), "tamper": format!("{t:?}")}),
-                );
+                shared.emit(Event::TamperApplied {
+                    operation: op.name().into(),
+                    tamper: format!("{t:?}"),
+                });
                 tamper(v, &t)
             }
             None => v,
@@ -123,18 +133,27 @@ pub(crate) fn handle(
     let op_name = op.map(|o| o.name()).unwrap_or("Unknown");
     match result {
         Ok(v) => {
-            shared.emit(
-                "http_request",
-                json!({"operation": op_name, "method": head.method, "path": head.path, "status": 200, "request_id": rid}),
-            );
+            shared.emit(Event::HttpRequest {
+                operation: op_name.into(),
+                method: head.method.clone(),
+                path: head.path.clone(),
+                status: 200,
+                error_type: None,
+                message: None,
+                request_id: rid.into(),
+            });
             (200, Vec::new(), v.to_string())
         }
         Err(e) => {
-            shared.emit(
-                "http_request",
-                json!({"operation": op_name, "method": head.method, "path": head.path, "status": e.status,
-                       "error_type": e.error_type, "message": e.message, "request_id": rid}),
-            );
+            shared.emit(Event::HttpRequest {
+                operation: op_name.into(),
+                method: head.method.clone(),
+                path: head.path.clone(),
+                status: e.status,
+                error_type: Some(e.error_type.clone()),
+                message: Some(e.message.clone()),
+                request_id: rid.into(),
+            });
             (
                 e.status,
                 vec![(
@@ -160,16 +179,31 @@ fn dispatch(shared: &Shared, head: &Head, body: &[u8], op: Operation) -> Result<
         body,
     };
     match verifier.verify_header(&req) {
-        Ok(v) => shared.emit(
-            "auth",
-            json!({"operation": op.name(), "verdict": "accepted", "access_key_id": v.access_key_id}),
-        ),
+        Ok(v) => shared.emit(Event::Auth {
+            operation: op.name().into(),
+            verdict: "accepted".into(),
+            access_key_id: Some(v.access_key_id),
+            reason: None,
+            message: None,
+            error_type: None,
+            client_id: None,
+            channel_arn: None,
+            role: None,
+        }),
         Err(e) => {
-            shared.emit(
-                "auth",
-                json!({"operation": op.name(), "verdict": "rejected", "reason": e.reason(), "message": e.message()}),
-            );
-            return Err(ApiError::auth(e.message()));
+            let err = ApiError::control_plane_auth(&e);
+            shared.emit(Event::Auth {
+                operation: op.name().into(),
+                verdict: "rejected".into(),
+                access_key_id: None,
+                reason: Some(e.reason().into()),
+                message: Some(e.message()),
+                error_type: Some(err.error_type.clone()),
+                client_id: None,
+                channel_arn: None,
+                role: None,
+            });
+            return Err(err);
         }
     }
     let parsed: Value = if body.is_empty() {
@@ -195,6 +229,12 @@ fn dispatch(shared: &Shared, head: &Head, body: &[u8], op: Operation) -> Result<
         Operation::GetEndpoint => get_endpoint(shared, &obj),
         Operation::CreateChannel => create(shared, &obj),
         Operation::GetIceConfig => ice_config(shared, &obj),
+        Operation::ListChannels => crate::manage::list(shared, &obj),
+        Operation::DeleteChannel => crate::manage::delete(shared, &obj),
+        Operation::UpdateChannel => crate::manage::update(shared, &obj),
+        Operation::TagResource => crate::manage::tag(shared, &obj),
+        Operation::UntagResource => crate::manage::untag(shared, &obj),
+        Operation::ListTags => crate::manage::list_tags(shared, &obj),
         Operation::Connect | Operation::Any => {
             Err(ApiError::new(404, "UnknownOperationException", ""))
         }
@@ -314,20 +354,24 @@ fn get_endpoint(shared: &Shared, body: &Map<String, Value>) -> Result<Value, Api
             c.name
         )));
     }
-    // The service hands out per-role hosts (v-… for viewers, m-… for masters); here one listener
-    // serves both roles, so the endpoints are the same and the role only shows in the event log.
+    // The service hands out per-role hosts (v-… for viewers, m-… for masters); with advertised
+    // host names so does the emulator (one listener serves them all). The service's hosts are
+    // per channel too; ours are per emulator, so one hosts-file line covers every channel.
     let list: Vec<Value> = protocols
         .iter()
         .map(|p| {
-            let ep = if p == "WSS" {
-                &shared.wss_endpoint
-            } else {
-                &shared.https_endpoint
+            let ep = match (p.as_str(), role) {
+                ("WSS", "MASTER") => &shared.master_wss_endpoint,
+                ("WSS", _) => &shared.wss_endpoint,
+                _ => &shared.https_endpoint,
             };
             json!({"Protocol": p, "ResourceEndpoint": ep})
         })
         .collect();
-    shared.emit("endpoint_role", json!({"channel_arn": arn, "role": role}));
+    shared.emit(Event::EndpointRole {
+        channel_arn: arn.clone(),
+        role: role.into(),
+    });
     Ok(json!({ "ResourceEndpointList": list }))
 }
 
@@ -362,6 +406,10 @@ fn create(shared: &Shared, body: &Map<String, Value>) -> Result<Value, ApiError>
             "Member must have value between 5 and 120",
         ));
     }
+    let tags = match body.get("Tags") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(t) => crate::manage::parse_tags(t)?,
+    };
     let mut channels = lock(&shared.channels);
     if channels.iter().any(|c| c.name == name) {
         return Err(ApiError::new(
@@ -370,14 +418,15 @@ fn create(shared: &Shared, body: &Map<String, Value>) -> Result<Value, ApiError>
             format!("The signaling channel {name} already exists."),
         ));
     }
-    let c = shared.new_channel(name, ctype, ttl);
+    let mut c = shared.new_channel(name, ctype, ttl);
+    crate::manage::merge_tags(&mut c.tags, tags)?;
     let arn = c.arn.clone();
     channels.push(c);
     drop(channels);
-    shared.emit(
-        "channel_created",
-        json!({"channel_name": name, "channel_arn": arn}),
-    );
+    shared.emit(Event::ChannelCreated {
+        channel_name: name.into(),
+        channel_arn: arn.clone(),
+    });
     Ok(json!({ "ChannelARN": arn }))
 }
 

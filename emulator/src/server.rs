@@ -2,23 +2,23 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::config::{EmulatorConfig, Fault, Operation, Tamper, random_bytes, random_string};
-use crate::events::EventLog;
-use crate::http::{self, Head};
+use crate::events::{Event, EventLog};
+use crate::http;
 
 /// Poll interval of connection loops (socket read timeout).
 pub(crate) const POLL: Duration = Duration::from_millis(5);
 /// Bound on a TLS handshake / request head read.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep-alive HTTP connections are closed after this long without a request.
 const HTTP_IDLE: Duration = Duration::from_secs(30);
 
@@ -31,6 +31,8 @@ pub(crate) struct Channel {
     pub version: String,
     pub channel_type: String,
     pub message_ttl: u64,
+    /// Tags in insertion order (TagResource overwrites a key in place).
+    pub tags: Vec<(String, String)>,
 }
 
 /// Commands to a connection thread.
@@ -100,10 +102,20 @@ impl ApiError {
         }
     }
 
+    /// A refused WebSocket upgrade (ConnectAsViewer / ConnectAsMaster documents 403
+    /// `AccessDeniedException` for every auth failure).
     pub fn auth(message: impl Into<String>) -> ApiError {
         ApiError {
             lower_key: true,
             ..ApiError::new(403, "AccessDeniedException", message)
+        }
+    }
+
+    /// A refused control-plane request: the auth layer's own error type, lower-case `message`.
+    pub fn control_plane_auth(e: &crate::sigv4::AuthError) -> ApiError {
+        ApiError {
+            lower_key: true,
+            ..ApiError::new(403, e.control_plane_error_type(), e.message())
         }
     }
 
@@ -142,12 +154,17 @@ pub(crate) struct Shared {
     pub fail_rules: Mutex<Vec<FailRule>>,
     /// Pending `TamperNext` faults, applied in order.
     pub tampers: Mutex<Vec<Tamper>>,
+    /// `ServerDown`: until then new TCP connections are cut at once.
+    pub down_until: Mutex<Option<Instant>>,
     pub channels: Mutex<Vec<Channel>>,
     pub hub: Mutex<Hub>,
     pub shutdown: AtomicBool,
     pub next_conn: AtomicU64,
     pub threads: Mutex<Vec<JoinHandle<()>>>,
+    /// VIEWER WSS endpoint.
     pub wss_endpoint: String,
+    /// MASTER WSS endpoint.
+    pub master_wss_endpoint: String,
     pub https_endpoint: String,
 }
 
@@ -182,12 +199,17 @@ impl Shared {
         system_secs() + self.clock_offset.load(Ordering::SeqCst)
     }
 
+    /// Whether the server plays dead (`Fault::ServerDown`).
+    pub fn server_down(&self) -> bool {
+        lock(&self.down_until).is_some_and(|t| Instant::now() < t)
+    }
+
     pub fn is_shutdown(&self) -> bool {
         self.shutdown.load(Ordering::SeqCst)
     }
 
-    pub fn emit(&self, kind: &str, fields: Value) {
-        self.events.emit(kind, fields);
+    pub fn emit(&self, event: Event) {
+        self.events.emit(event);
     }
 
     /// Headers every answer carries.
@@ -221,10 +243,11 @@ impl Shared {
             }
             err
         };
-        self.emit(
-            "fault_applied",
-            json!({"operation": op.name(), "status": err.status, "error_type": err.error_type}),
-        );
+        self.emit(Event::FaultApplied {
+            operation: op.name().into(),
+            status: err.status,
+            error_type: err.error_type.clone(),
+        });
         Some(err)
     }
 
@@ -258,6 +281,14 @@ impl Shared {
         lock(&self.channels).iter().find(|c| c.arn == arn).cloned()
     }
 
+    /// A fresh channel `Version` (the service changes it on every update).
+    pub fn new_version() -> String {
+        random_string(
+            20,
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+        )
+    }
+
     pub fn new_channel(&self, name: &str, channel_type: &str, ttl: u64) -> Channel {
         let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -270,12 +301,10 @@ impl Shared {
                 self.cfg.region, self.cfg.account_id, name, ms
             ),
             creation_ms: ms,
-            version: random_string(
-                20,
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
-            ),
+            version: Shared::new_version(),
             channel_type: channel_type.into(),
             message_ttl: ttl,
+            tags: Vec::new(),
         }
     }
 
@@ -298,10 +327,9 @@ impl Shared {
 
     /// Applies a fault.
     pub fn inject(&self, fault: Fault) -> Result<(), String> {
-        self.emit(
-            "fault",
-            json!({ "fault": serde_json::to_value(&fault).unwrap_or(Value::Null) }),
-        );
+        self.emit(Event::Fault {
+            fault: fault.clone(),
+        });
         match fault {
             Fault::GoAway {
                 client_id,
@@ -394,15 +422,19 @@ pub(crate) fn tls_accept_loop(
             break;
         }
         let Ok(stream) = stream else { continue };
-        shared.emit(
-            "tcp_accept",
-            json!({"peer": stream.peer_addr().map(|a| a.to_string()).unwrap_or_default()}),
-        );
+        shared.emit(Event::TcpAccept {
+            peer: stream
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+        });
         let s2 = shared.clone();
         let acc = acceptor.clone();
         shared.spawn("emu-conn", move || {
             if let Err(e) = handle_tls_conn(&s2, stream, &acc) {
-                s2.emit("connection_error", json!({ "error": e.to_string() }));
+                s2.emit(Event::ConnectionError {
+                    error: e.to_string(),
+                });
             }
         });
     }
@@ -410,10 +442,10 @@ pub(crate) fn tls_accept_loop(
 
 /// Read/write wrapper that retries on read timeouts until shutdown or a deadline, so blocking
 /// HTTP parsing can use a short socket timeout.
-struct Patient<'a, S> {
-    inner: S,
-    shared: &'a Shared,
-    deadline: Instant,
+pub(crate) struct Patient<'a, S> {
+    pub inner: S,
+    pub shared: &'a Shared,
+    pub deadline: Instant,
 }
 
 impl<S: Read> Read for Patient<'_, S> {
@@ -464,13 +496,17 @@ fn handle_tls_conn(
                 Ok(s) => break s,
                 Err(native_tls::HandshakeError::WouldBlock(m)) => mid = m,
                 Err(native_tls::HandshakeError::Failure(e)) => {
-                    shared.emit("tls_error", json!({ "error": e.to_string() }));
+                    shared.emit(Event::TlsError {
+                        error: e.to_string(),
+                    });
                     return Ok(());
                 }
             }
         },
         Err(native_tls::HandshakeError::Failure(e)) => {
-            shared.emit("tls_error", json!({ "error": e.to_string() }));
+            shared.emit(Event::TlsError {
+                error: e.to_string(),
+            });
             return Ok(());
         }
     };
@@ -544,82 +580,6 @@ pub(crate) fn write_api_error<W: Write>(
         headers.push(("Connection".into(), "close".into()));
     }
     http::write_response(w, err.status, &headers, err.body().as_bytes())
-}
-
-/// Accept loop of the plain-HTTP admin listener.
-pub(crate) fn admin_accept_loop(shared: Arc<Shared>, listener: TcpListener) {
-    for stream in listener.incoming() {
-        if shared.is_shutdown() {
-            break;
-        }
-        let Ok(stream) = stream else { continue };
-        let s2 = shared.clone();
-        shared.spawn("emu-admin", move || {
-            let _ = handle_admin(&s2, stream);
-        });
-    }
-}
-
-fn handle_admin(shared: &Arc<Shared>, mut tcp: TcpStream) -> io::Result<()> {
-    tcp.set_read_timeout(Some(Duration::from_millis(50)))?;
-    let mut buf = Vec::new();
-    let mut p = Patient {
-        inner: &mut tcp,
-        shared,
-        deadline: Instant::now() + HANDSHAKE_TIMEOUT,
-    };
-    let Some((head, _)) = http::read_head(&mut p, &mut buf)? else {
-        return Ok(());
-    };
-    let body = http::read_body(&mut p, &mut buf, &head)?;
-    let (status, out) = admin_route(shared, &head, &body);
-    let headers = vec![
-        ("Content-Type".to_string(), "application/json".to_string()),
-        ("Connection".to_string(), "close".to_string()),
-    ];
-    http::write_response(&mut tcp, status, &headers, out.to_string().as_bytes())?;
-    let _ = tcp.shutdown(Shutdown::Write);
-    Ok(())
-}
-
-fn admin_route(shared: &Arc<Shared>, head: &Head, body: &[u8]) -> (u16, Value) {
-    match (head.method.as_str(), head.path.as_str()) {
-        ("POST", "/fault") => match serde_json::from_slice::<Fault>(body) {
-            Ok(f) => match shared.inject(f) {
-                Ok(()) => (200, json!({"ok": true})),
-                Err(e) => (409, json!({"ok": false, "error": e})),
-            },
-            Err(e) => (
-                400,
-                json!({"ok": false, "error": format!("bad fault JSON: {e}")}),
-            ),
-        },
-        ("GET", "/events") => (200, Value::Array(shared.events.all())),
-        ("GET", "/state") => (200, state_json(shared)),
-        ("GET", "/health") => (200, json!({"ok": true})),
-        _ => (
-            404,
-            json!({"ok": false, "error": "unknown admin route; use POST /fault, GET /events, GET /state"}),
-        ),
-    }
-}
-
-/// Connected viewers and masters.
-pub(crate) fn state_json(shared: &Shared) -> Value {
-    let hub = lock(&shared.hub);
-    let viewers: Vec<Value> = hub
-        .viewers
-        .iter()
-        .map(|(arn, id, _)| json!({"client_id": id, "channel_arn": arn}))
-        .collect();
-    let masters: Vec<&String> = hub.masters.keys().collect();
-    json!({
-        "viewers": viewers,
-        "masters": masters,
-        "auto_answer": shared.cfg.auto_answer,
-        "clock_offset_secs": shared.clock_offset.load(Ordering::SeqCst),
-        "stop_pongs": shared.stop_pongs.load(Ordering::SeqCst),
-    })
 }
 
 /// Receiving end of a connection's command queue.

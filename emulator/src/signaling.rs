@@ -19,6 +19,7 @@ use tungstenite::{Message, WebSocket};
 
 use crate::config::{Operation, RawFrame};
 use crate::control::{valid_arn, valid_name};
+use crate::events::Event;
 use crate::http::{self, Head, WsIo};
 use crate::sdp;
 use crate::server::{ApiError, Cmd, CmdRx, ConnRef, POLL, Shared, cmd_channel, lock, request_id};
@@ -38,6 +39,8 @@ pub(crate) struct Target {
     pub channel_arn: String,
     /// Viewer client id (None for the master).
     pub client_id: Option<String>,
+    /// Unix seconds at which the presigned URL expires.
+    pub presign_expires_at: i64,
 }
 
 impl Target {
@@ -128,21 +131,37 @@ fn connect_verdict(shared: &Shared, head: &Head) -> Result<Target, ApiError> {
     } else {
         "MASTER"
     };
-    match verifier.verify_presigned(&req) {
-        Ok(v) => shared.emit(
-            "auth",
-            json!({"operation": "Connect", "verdict": "accepted", "access_key_id": v.access_key_id,
-                   "client_id": client_id, "channel_arn": arn, "role": role}),
-        ),
-        Err(e) => {
-            shared.emit(
-                "auth",
-                json!({"operation": "Connect", "verdict": "rejected", "reason": e.reason(), "message": e.message(),
-                       "client_id": client_id, "channel_arn": arn, "role": role}),
-            );
-            return Err(ApiError::auth(e.message()));
+    let presign_expires_at = match verifier.verify_presigned(&req) {
+        Ok(v) => {
+            shared.emit(Event::Auth {
+                operation: "Connect".into(),
+                verdict: "accepted".into(),
+                access_key_id: Some(v.access_key_id),
+                reason: None,
+                message: None,
+                error_type: None,
+                client_id: client_id.clone(),
+                channel_arn: arn.clone(),
+                role: Some(role.into()),
+            });
+            v.expires_at.unwrap_or(i64::MAX)
         }
-    }
+        Err(e) => {
+            let err = ApiError::auth(e.message());
+            shared.emit(Event::Auth {
+                operation: "Connect".into(),
+                verdict: "rejected".into(),
+                access_key_id: None,
+                reason: Some(e.reason().into()),
+                message: Some(e.message()),
+                error_type: Some(err.error_type.clone()),
+                client_id: client_id.clone(),
+                channel_arn: arn.clone(),
+                role: Some(role.into()),
+            });
+            return Err(err);
+        }
+    };
     let Some(arn) = arn else {
         return Err(ApiError::invalid("X-Amz-ChannelARN is required."));
     };
@@ -177,6 +196,7 @@ fn connect_verdict(shared: &Shared, head: &Head) -> Result<Target, ApiError> {
         },
         channel_arn: channel.arn,
         client_id,
+        presign_expires_at,
     })
 }
 
@@ -212,10 +232,12 @@ fn register(shared: &Shared, t: &Target, conn: ConnRef) -> Result<(), ApiError> 
                     1000,
                     "Replaced by a newer connection with the same ClientId".into(),
                 ));
-                shared.emit(
-                    "replaced",
-                    json!({"client_id": id, "old_conn": old.id, "new_conn": conn.id}),
-                );
+                shared.emit(Event::Replaced {
+                    client_id: Some(id.clone()),
+                    role: None,
+                    old_conn: old.id,
+                    new_conn: conn.id,
+                });
             }
             hub.viewers.push((t.channel_arn.clone(), id.clone(), conn));
         }
@@ -225,7 +247,12 @@ fn register(shared: &Shared, t: &Target, conn: ConnRef) -> Result<(), ApiError> 
                     1000,
                     "Replaced by a newer master connection".into(),
                 ));
-                shared.emit("replaced", json!({"client_id": null, "role": "MASTER", "old_conn": old.id, "new_conn": conn.id}));
+                shared.emit(Event::Replaced {
+                    client_id: None,
+                    role: Some("MASTER".into()),
+                    old_conn: old.id,
+                    new_conn: conn.id,
+                });
             }
             if let Some(q) = hub.pending.remove(&t.channel_arn) {
                 let now = Instant::now();
@@ -289,14 +316,14 @@ pub(crate) fn handle_upgrade(
     let rid = request_id();
     let stall = shared.stall_next_ms.swap(0, Ordering::SeqCst);
     if stall > 0 {
-        shared.emit("handshake_stalled", json!({"ms": stall}));
+        shared.emit(Event::HandshakeStalled { ms: stall });
         wait_ms(shared, stall);
         let _ = raw_tcp.shutdown(std::net::Shutdown::Both);
         return Ok(());
     }
     let delay = shared.handshake_delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
-        shared.emit("handshake_delayed", json!({"ms": delay}));
+        shared.emit(Event::HandshakeDelayed { ms: delay });
         wait_ms(shared, delay);
     }
     let verdict = connect_verdict(shared, &head);
@@ -339,10 +366,14 @@ pub(crate) fn handle_upgrade(
         (Ok(ws), Ok(()), Some(t)) => {
             let mut ws = ws;
             ws.get_mut().start_framing();
-            shared.emit(
-                "connected",
-                json!({"conn": conn_id, "role": t.role_name(), "client_id": t.client_id, "channel_arn": t.channel_arn, "request_id": rid}),
-            );
+            shared.emit(Event::Connected {
+                conn: conn_id,
+                role: t.role_name().into(),
+                client_id: t.client_id.clone(),
+                channel_arn: t.channel_arn.clone(),
+                request_id: rid.clone(),
+                presign_expires_at: t.presign_expires_at,
+            });
             raw_tcp.set_read_timeout(Some(POLL))?;
             let mut c = Conn {
                 shared: shared.clone(),
@@ -355,25 +386,30 @@ pub(crate) fn handle_upgrade(
             };
             let reason = c.run();
             unregister(shared, &t, conn_id);
-            shared.emit(
-                "disconnected",
-                json!({"conn": conn_id, "role": t.role_name(), "client_id": t.client_id, "reason": reason}),
-            );
+            shared.emit(Event::Disconnected {
+                conn: conn_id,
+                role: t.role_name().into(),
+                client_id: t.client_id.clone(),
+                reason,
+            });
         }
         (_, Err(e), _) => {
-            shared.emit(
-                "connect_rejected",
-                json!({"conn": conn_id, "status": e.status, "error_type": e.error_type, "message": e.message, "request_id": rid}),
-            );
+            shared.emit(Event::ConnectRejected {
+                conn: conn_id,
+                status: e.status,
+                error_type: e.error_type.clone(),
+                message: e.message.clone(),
+                request_id: rid.clone(),
+            });
         }
         (Err(e), Ok(()), t) => {
             if let Some(t) = t {
                 unregister(shared, &t, conn_id);
             }
-            shared.emit(
-                "handshake_failed",
-                json!({"conn": conn_id, "error": e.to_string()}),
-            );
+            shared.emit(Event::HandshakeFailed {
+                conn: conn_id,
+                error: e.to_string(),
+            });
         }
         (Ok(_), Ok(()), None) => unreachable!("an accepted upgrade always has a target"),
     }
@@ -410,17 +446,19 @@ impl Conn {
         let len = text.len();
         match self.ws.send(Message::text(text)) {
             Ok(()) => {
-                self.shared.emit(
-                    "frame_out",
-                    json!({"conn": self.id, "to": self.target.label(), "message_type": kind, "len": len}),
-                );
+                self.shared.emit(Event::FrameOut {
+                    conn: self.id,
+                    to: self.target.label(),
+                    message_type: kind.into(),
+                    len,
+                });
                 true
             }
             Err(e) => {
-                self.shared.emit(
-                    "write_error",
-                    json!({"conn": self.id, "error": e.to_string()}),
-                );
+                self.shared.emit(Event::WriteError {
+                    conn: self.id,
+                    error: e.to_string(),
+                });
                 false
             }
         }
@@ -437,10 +475,13 @@ impl Conn {
             return;
         }
         unregister(&self.shared, &self.target, self.id);
-        self.shared.emit(
-            "server_close",
-            json!({"conn": self.id, "client_id": self.target.client_id, "role": self.target.role_name(), "code": code, "reason": reason}),
-        );
+        self.shared.emit(Event::ServerClose {
+            conn: self.id,
+            client_id: self.target.client_id.clone(),
+            role: self.target.role_name().into(),
+            code,
+            reason: reason.into(),
+        });
         let _ = self.ws.close(Some(CloseFrame {
             code: CloseCode::from(code),
             reason: reason.to_string().into(),
@@ -485,10 +526,12 @@ impl Conn {
                             if self.ws.send(Message::binary(b)).is_err() {
                                 return "write_error".into();
                             }
-                            self.shared.emit(
-                                "frame_out",
-                                json!({"conn": self.id, "to": self.target.label(), "message_type": "RAW_BINARY", "len": len}),
-                            );
+                            self.shared.emit(Event::FrameOut {
+                                conn: self.id,
+                                to: self.target.label(),
+                                message_type: "RAW_BINARY".into(),
+                                len,
+                            });
                         }
                         Cmd::Close(code, reason) => {
                             self.start_close(code, &reason, &mut closing, &mut why);
@@ -500,10 +543,11 @@ impl Conn {
                         }
                         Cmd::Drop => {
                             unregister(&self.shared, &self.target, self.id);
-                            self.shared.emit(
-                                "dropped",
-                                json!({"conn": self.id, "client_id": self.target.client_id, "role": self.target.role_name()}),
-                            );
+                            self.shared.emit(Event::Dropped {
+                                conn: self.id,
+                                client_id: self.target.client_id.clone(),
+                                role: self.target.role_name().into(),
+                            });
                             set_linger_zero(&self.raw_tcp);
                             return "dropped".into();
                         }
@@ -563,28 +607,38 @@ impl Conn {
                 Ok(Message::Binary(b)) => {
                     last_activity = Instant::now();
                     // The service's reaction to binary frames is undocumented; we ignore them.
-                    self.shared.emit(
-                        "frame_in",
-                        json!({"conn": self.id, "from": self.target.label(), "binary": true, "len": b.len(), "verdict": "ignored"}),
-                    );
+                    self.shared.emit(Event::FrameIn {
+                        conn: self.id,
+                        from: self.target.label(),
+                        role: None,
+                        action: None,
+                        correlation_id: None,
+                        recipient_client_id: None,
+                        payload_len: None,
+                        binary: true,
+                        len: Some(b.len()),
+                        verdict: Some("ignored".into()),
+                    });
                 }
                 Ok(Message::Ping(_)) => {
                     if self.shared.cfg.pings_reset_idle {
                         last_activity = Instant::now();
                     }
-                    self.shared.emit(
-                        "ping",
-                        json!({"conn": self.id, "from": self.target.label(),
-                               "pong": !self.shared.stop_pongs.load(Ordering::SeqCst)}),
-                    );
+                    self.shared.emit(Event::Ping {
+                        conn: self.id,
+                        from: self.target.label(),
+                        pong: !self.shared.stop_pongs.load(Ordering::SeqCst),
+                    });
                 }
                 Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => {}
                 Ok(Message::Close(f)) => {
-                    self.shared.emit(
-                        "client_close",
-                        json!({"conn": self.id, "client_id": self.target.client_id, "role": self.target.role_name(),
-                               "code": f.as_ref().map(|f| u16::from(f.code)), "reason": f.as_ref().map(|f| f.reason.to_string())}),
-                    );
+                    self.shared.emit(Event::ClientClose {
+                        conn: self.id,
+                        client_id: self.target.client_id.clone(),
+                        role: self.target.role_name().into(),
+                        code: f.as_ref().map(|f| u16::from(f.code)),
+                        reason: f.as_ref().map(|f| f.reason.to_string()),
+                    });
                     if closing.is_none() {
                         why = format!(
                             "client_close: {}",
@@ -622,11 +676,17 @@ impl Conn {
         description: &str,
     ) {
         let kind = "STATUS_RESPONSE";
-        self.shared.emit(
-            "frame_rejected",
-            json!({"conn": self.id, "from": self.target.label(), "status": status, "error_type": error_type,
-                   "description": description, "correlation_id": corr, "status_response_sent": corr.is_some()}),
-        );
+        self.shared.emit(Event::FrameRejected {
+            conn: self.id,
+            from: self.target.label(),
+            reason: None,
+            len: None,
+            status: Some(status),
+            error_type: Some(error_type.into()),
+            description: Some(description.into()),
+            correlation_id: corr.map(str::to_string),
+            status_response_sent: corr.is_some(),
+        });
         // Only on failure, and only when a correlationId was given.
         if let Some(c) = corr {
             let frame = json!({
@@ -650,10 +710,17 @@ impl Conn {
             _ => {
                 // Undocumented: we drop frames that are not a JSON object (no correlationId to
                 // answer to).
-                self.shared.emit(
-                    "frame_rejected",
-                    json!({"conn": self.id, "from": self.target.label(), "reason": "not_a_json_object", "len": text.len()}),
-                );
+                self.shared.emit(Event::FrameRejected {
+                    conn: self.id,
+                    from: self.target.label(),
+                    reason: Some("not_a_json_object".into()),
+                    len: Some(text.len()),
+                    status: None,
+                    error_type: None,
+                    description: None,
+                    correlation_id: None,
+                    status_response_sent: false,
+                });
                 return;
             }
         };
@@ -668,12 +735,18 @@ impl Conn {
         let payload = get("messagePayload").map(str::to_string);
         let corr = get("correlationId").map(str::to_string);
         let recipient = get("recipientClientId").map(str::to_string);
-        self.shared.emit(
-            "frame_in",
-            json!({"conn": self.id, "from": self.target.label(), "role": self.target.role_name(), "action": action,
-                   "correlation_id": corr, "recipient_client_id": recipient,
-                   "payload_len": payload.as_ref().map(String::len)}),
-        );
+        self.shared.emit(Event::FrameIn {
+            conn: self.id,
+            from: self.target.label(),
+            role: Some(self.target.role_name().into()),
+            action: action.clone(),
+            correlation_id: corr.clone(),
+            recipient_client_id: recipient.clone(),
+            payload_len: payload.as_ref().map(String::len),
+            binary: false,
+            len: None,
+            verdict: None,
+        });
         let corr_ref = corr.as_deref();
         if let Some(c) = corr_ref
             && !valid_name(c)
@@ -717,6 +790,30 @@ impl Conn {
             self.status_response(corr_ref, 400, "InvalidArgumentException", &d);
             return;
         }
+        // The payload is documented as base64 (SendAlexaOfferToMaster's model: [a-zA-Z0-9+/=]+);
+        // the service validates it (protocol.md §11.2).
+        if !payload
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        {
+            self.status_response(
+                corr_ref,
+                400,
+                "InvalidArgumentException",
+                "1 validation error detected: Value at 'messagePayload' failed to satisfy constraint: \
+                 Member must satisfy regular expression pattern: [a-zA-Z0-9+/=]+",
+            );
+            return;
+        }
+        if decode_b64(&payload).is_none() {
+            self.status_response(
+                corr_ref,
+                400,
+                "InvalidArgumentException",
+                "messagePayload is not valid base64.",
+            );
+            return;
+        }
         let kind = static_kind(&action);
         match self.target.role {
             Role::Viewer => self.relay_from_viewer(kind, &payload),
@@ -730,6 +827,16 @@ impl Conn {
                     );
                     return;
                 };
+                if !valid_name(&rcpt) {
+                    self.status_response(
+                        corr_ref,
+                        400,
+                        "InvalidArgumentException",
+                        "1 validation error detected: Value at 'recipientClientId' failed to satisfy \
+                         constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
+                    );
+                    return;
+                }
                 self.relay_from_master(kind, &payload, &rcpt);
             }
         }
@@ -744,11 +851,11 @@ impl Conn {
                 .as_ref()
                 .and_then(|v| v.get("candidate"))
                 .and_then(Value::as_str);
-            self.shared.emit(
-                "viewer_candidate",
-                json!({"client_id": client_id, "candidate": cand,
-                       "sdp_mid": decoded.as_ref().and_then(|v| v.get("sdpMid")).cloned()}),
-            );
+            self.shared.emit(Event::ViewerCandidate {
+                client_id: client_id.clone(),
+                candidate: cand.map(str::to_string),
+                sdp_mid: decoded.as_ref().and_then(|v| v.get("sdpMid")).cloned(),
+            });
         }
         let envelope =
             json!({"senderClientId": client_id, "messageType": kind, "messagePayload": payload})
@@ -783,10 +890,11 @@ impl Conn {
             q.push_back((now + Duration::from_secs(ttl), envelope));
         }
         drop(hub);
-        self.shared.emit(
-            "queued_for_master",
-            json!({"client_id": client_id, "message_type": kind, "ttl_secs": ttl}),
-        );
+        self.shared.emit(Event::QueuedForMaster {
+            client_id,
+            message_type: kind.into(),
+            ttl_secs: ttl,
+        });
     }
 
     fn relay_from_master(&mut self, kind: &'static str, payload: &str, recipient: &str) {
@@ -804,10 +912,11 @@ impl Conn {
                 ));
             }
             // Undocumented; we drop it and record the fact.
-            None => self.shared.emit(
-                "undeliverable",
-                json!({"from": "MASTER", "recipient_client_id": recipient, "message_type": kind}),
-            ),
+            None => self.shared.emit(Event::Undeliverable {
+                from: "MASTER".into(),
+                recipient_client_id: recipient.into(),
+                message_type: kind.into(),
+            }),
         }
     }
 
@@ -819,10 +928,10 @@ impl Conn {
             .and_then(|v| v.get("sdp"))
             .and_then(Value::as_str);
         let Some(offer_sdp) = sdp_text else {
-            self.shared.emit(
-                "auto_answer_skipped",
-                json!({"client_id": client_id, "reason": "payload is not base64 of {\"type\":\"offer\",\"sdp\":…}"}),
-            );
+            self.shared.emit(Event::AutoAnswerSkipped {
+                client_id,
+                reason: "payload is not base64 of {\"type\":\"offer\",\"sdp\":…}".into(),
+            });
             return;
         };
         let answer = sdp::answer_for(offer_sdp);
@@ -849,11 +958,12 @@ impl Conn {
             frames.push((answer_frame, "SDP_ANSWER"));
             frames.extend(cands.into_iter().map(|c| (c, "ICE_CANDIDATE")));
         }
-        self.shared.emit(
-            "auto_answer",
-            json!({"client_id": client_id, "m_sections": sdp::media_sections(offer_sdp).len(),
-                   "candidates": n, "candidates_before_answer": before}),
-        );
+        self.shared.emit(Event::AutoAnswer {
+            client_id,
+            m_sections: sdp::media_sections(offer_sdp).len(),
+            candidates: n,
+            candidates_before_answer: before,
+        });
         let step = Duration::from_millis(self.shared.cfg.candidate_delay_ms);
         let base = self
             .delayed

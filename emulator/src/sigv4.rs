@@ -183,8 +183,9 @@ fn sig_eq(a: &str, b: &str) -> bool {
         == 0
 }
 
-/// Why a request was refused. Every variant is a 403 `AccessDeniedException` on the wire; the
-/// message mimics the service's wording where it is known.
+/// Why a request was refused. Every variant is a 403 on the wire: on the control plane with the
+/// error type of [`AuthError::control_plane_error_type`], on the WebSocket upgrade as
+/// `AccessDeniedException`; the message mimics the service's wording where it is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
     /// No Authorization header / no presigned parameters at all.
@@ -223,6 +224,24 @@ impl AuthError {
             AuthError::SignatureMismatch => "The request signature we calculated does not match the signature you provided. \
                  Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
                 .into(),
+        }
+    }
+
+    /// The error type the control plane (an AWS JSON service, whose common auth layer answers
+    /// before the service does) sends for this failure, all with 403 (protocol.md §11.1). The
+    /// WebSocket upgrade answers `AccessDeniedException` for all of them instead.
+    pub fn control_plane_error_type(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "MissingAuthenticationTokenException",
+            // Not in the notes; the common auth layer's name for a partial Authorization header.
+            AuthError::Malformed(_) => "IncompleteSignatureException",
+            AuthError::UnknownAccessKey | AuthError::InvalidToken => "UnrecognizedClientException",
+            AuthError::ExpiredToken => "ExpiredTokenException",
+            AuthError::BadScope(_)
+            | AuthError::Expired(_)
+            | AuthError::NotYetCurrent(_)
+            | AuthError::BadExpires(_)
+            | AuthError::SignatureMismatch => "InvalidSignatureException",
         }
     }
 
@@ -265,6 +284,8 @@ pub struct Verified {
     pub access_key_id: String,
     /// Request date (Unix seconds).
     pub date: i64,
+    /// Presigned URLs: Unix seconds at which the URL expires (`X-Amz-Date + X-Amz-Expires`).
+    pub expires_at: Option<i64>,
 }
 
 /// Verifies signatures against a set of configured credentials.
@@ -515,6 +536,7 @@ impl<'a> Verifier<'a> {
         Ok(Verified {
             access_key_id: scope.akid,
             date,
+            expires_at: None,
         })
     }
 
@@ -607,6 +629,7 @@ impl<'a> Verifier<'a> {
         Ok(Verified {
             access_key_id: scope.akid,
             date,
+            expires_at: Some(date + expires),
         })
     }
 }

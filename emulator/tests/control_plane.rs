@@ -4,7 +4,7 @@ mod common;
 
 use base64::Engine;
 use common::*;
-use kvs_signaling_emulator::{Fault, Operation};
+use kvs_signaling_emulator::{Credential, Fault, Operation};
 use serde_json::json;
 
 fn describe_body(name: &str) -> String {
@@ -159,30 +159,40 @@ fn create_channel_then_use_it() {
 }
 
 #[test]
-fn header_auth_failures_are_access_denied() {
-    let emu = start();
+fn header_auth_failures_carry_the_auth_layers_error_types() {
+    let emu = start_with(|c| {
+        // A second, already expired credential for the ExpiredTokenException case.
+        let mut expired = Credential::random_session();
+        expired.expires_at = Some(now() - 10);
+        c.credentials.push(expired);
+    });
     let env = emu.env().clone();
+    let expired = emu.config().credentials[1].clone();
     let body = describe_body(&env.channel_name);
+    let mismatch = "The request signature we calculated does not match";
     let cases = [
         (
             PostOpts {
                 tamper: true,
                 ..Default::default()
             },
-            "The request signature we calculated does not match",
+            "InvalidSignatureException",
+            mismatch,
         ),
         (
             PostOpts {
                 secret: Some("s".repeat(40)),
                 ..Default::default()
             },
-            "The request signature we calculated does not match",
+            "InvalidSignatureException",
+            mismatch,
         ),
         (
             PostOpts {
                 date: Some(now() - 600),
                 ..Default::default()
             },
+            "InvalidSignatureException",
             "Signature expired: ",
         ),
         (
@@ -190,17 +200,37 @@ fn header_auth_failures_are_access_denied() {
                 date: Some(now() + 600),
                 ..Default::default()
             },
+            "InvalidSignatureException",
             "Signature not yet current: ",
+        ),
+        (
+            PostOpts {
+                access_key_id: Some("AKIAUNKNOWNUNKNOWN00".into()),
+                ..Default::default()
+            },
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ),
+        (
+            PostOpts {
+                access_key_id: Some(expired.access_key_id.clone()),
+                secret: Some(expired.secret_access_key.clone()),
+                token: Some(expired.session_token.clone()),
+                ..Default::default()
+            },
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
         ),
         (
             PostOpts {
                 unsigned: true,
                 ..Default::default()
             },
+            "MissingAuthenticationTokenException",
             "Missing Authentication Token",
         ),
     ];
-    for (o, prefix) in cases {
+    for (o, error_type, prefix) in cases {
         let r = post(
             &env,
             &env.control_plane_url,
@@ -208,12 +238,37 @@ fn header_auth_failures_are_access_denied() {
             &body,
             &o,
         );
-        assert_eq!(r.status, 403, "{o:?}: {}", r.body);
-        assert_eq!(r.header("x-amzn-errortype"), Some("AccessDeniedException"));
+        r.assert_error(403, error_type);
         assert!(r.header("date").is_some());
         let msg = r.json()["message"].as_str().unwrap().to_string();
         assert!(msg.starts_with(prefix), "{o:?}: {msg}");
     }
+    // The service's exact skew wording: "<request> is now earlier than <now - 5 min> (<now> - 5 min.)".
+    let r = post(
+        &env,
+        &env.control_plane_url,
+        "/describeSignalingChannel",
+        &body,
+        &PostOpts {
+            date: Some(now() - 600),
+            ..Default::default()
+        },
+    );
+    let msg = r.json()["message"].as_str().unwrap().to_string();
+    let words: Vec<&str> = msg.split(' ').collect();
+    assert_eq!(words[..2], ["Signature", "expired:"], "{msg}");
+    assert_eq!(words[3..6], ["is", "now", "earlier"], "{msg}");
+    assert!(msg.ends_with(" - 5 min.)"), "{msg}");
+    // The same failures on the WebSocket upgrade stay AccessDeniedException.
+    let o = Opts {
+        tamper: true,
+        ..Default::default()
+    };
+    let rej = ws_connect(&env, &presign(&env, &o)).unwrap_err();
+    assert_eq!(
+        (rej.status, rej.error_type.as_deref()),
+        (403, Some("AccessDeniedException"))
+    );
 }
 
 #[test]
@@ -275,7 +330,7 @@ fn error_type_suffix_is_configurable() {
 fn unknown_path_is_unknown_operation() {
     let emu = start();
     let env = emu.env().clone();
-    let r = post_cp(&env, "/deleteSignalingChannel", "{}");
+    let r = post_cp(&env, "/deleteStream", "{}");
     r.assert_error(404, "UnknownOperationException");
 }
 
@@ -365,7 +420,7 @@ fn tamper_next_changes_one_answer() {
     );
     assert_eq!(r.json()["IceServerList"].as_array().unwrap().len(), 6);
     // Also through the admin listener.
-    let a = admin(&env, "POST", "/fault", r#"{"TamperNext":{"IceTtl":31}}"#);
+    let a = admin(&env, "POST", "/v1/fault", r#"{"TamperNext":{"IceTtl":31}}"#);
     assert_eq!(a.status, 200, "{}", a.body);
     let r = post(
         &env,
@@ -375,4 +430,87 @@ fn tamper_next_changes_one_answer() {
         &PostOpts::default(),
     );
     assert_eq!(r.json()["IceServerList"][0]["Ttl"], 31);
+}
+
+#[test]
+fn management_calls_validate_and_delete_ends_connections() {
+    let emu = start();
+    let env = emu.env().clone();
+    let list = |body: serde_json::Value| post_cp(&env, "/listSignalingChannels", &body.to_string());
+    list(json!({"MaxResults": 0})).assert_error(400, "InvalidArgumentException");
+    list(json!({"NextToken": "bm9wZQ=="})).assert_error(400, "InvalidArgumentException");
+    list(json!({"ChannelNameCondition": {"ComparisonOperator": "ENDS_WITH", "ComparisonValue": "x"}}))
+        .assert_error(400, "InvalidArgumentException");
+    let r = list(json!({}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["ChannelInfoList"][0]["ChannelARN"],
+        env.channel_arn.as_str()
+    );
+
+    let missing = "arn:aws:kinesisvideo:us-west-2:123456789012:channel/none/1";
+    for (path, body) in [
+        ("/deleteSignalingChannel", json!({"ChannelARN": missing})),
+        (
+            "/updateSignalingChannel",
+            json!({"ChannelARN": missing, "CurrentVersion": "v1"}),
+        ),
+        ("/ListTagsForResource", json!({"ResourceARN": missing})),
+    ] {
+        post_cp(&env, path, &body.to_string()).assert_error(404, "ResourceNotFoundException");
+    }
+    let fifty: Vec<serde_json::Value> = (0..50)
+        .map(|i| json!({"Key": format!("k{i}"), "Value": ""}))
+        .collect();
+    let r = post_cp(
+        &env,
+        "/TagResource",
+        &json!({"ResourceARN": env.channel_arn, "Tags": fifty}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    post_cp(
+        &env,
+        "/TagResource",
+        &json!({"ResourceARN": env.channel_arn, "Tags": [{"Key": "one-more", "Value": "x"}]})
+            .to_string(),
+    )
+    .assert_error(400, "TagsPerResourceExceededLimitException");
+    post_cp(
+        &env,
+        "/TagResource",
+        &json!({"ResourceARN": env.channel_arn, "Tags": [{"Key": "bad#key", "Value": "x"}]})
+            .to_string(),
+    )
+    .assert_error(400, "InvalidArgumentException");
+
+    // Deleting a channel with a viewer and a master on it closes both, and its ARN is gone.
+    let mut v = viewer(&emu, "doomed-viewer");
+    let mut m = master(&emu);
+    let info = post_cp(
+        &env,
+        "/describeSignalingChannel",
+        &describe_body(&env.channel_name),
+    )
+    .json();
+    let version = info["ChannelInfo"]["Version"].as_str().unwrap().to_string();
+    post_cp(
+        &env,
+        "/deleteSignalingChannel",
+        &json!({"ChannelARN": env.channel_arn, "CurrentVersion": "stale"}).to_string(),
+    )
+    .assert_error(400, "VersionMismatchException");
+    let r = post_cp(
+        &env,
+        "/deleteSignalingChannel",
+        &json!({"ChannelARN": env.channel_arn, "CurrentVersion": version}).to_string(),
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, "{}"));
+    assert_eq!(wait_closed(&mut v), Ok(Some(1001)));
+    assert_eq!(wait_closed(&mut m), Ok(Some(1001)));
+    let rej = ws_connect(&env, &presign(&env, &Opts::default())).unwrap_err();
+    assert_eq!(rej.status, 404);
+    assert!(
+        emu.wait_for_event(|e| e["type"] == "channel_deleted", WAIT)
+            .is_some()
+    );
 }

@@ -235,6 +235,46 @@ fn status_response_only_on_failure_and_only_with_correlation_id() {
     );
     let s4 = recv(&mut v);
     assert_eq!(s4["statusResponse"]["correlationId"], "c-4");
+    // A payload that is not base64: dropped silently without a correlationId, a STATUS_RESPONSE
+    // with one; an undecodable one (bad padding) too; a bad correlationId itself too.
+    send(
+        &mut v,
+        &json!({"action": "SDP_OFFER", "messagePayload": "not base64!"}),
+    );
+    assert!(recv_within(&mut v, Duration::from_millis(200)).is_none());
+    send(
+        &mut v,
+        &json!({"action": "SDP_OFFER", "messagePayload": "not base64!", "correlationId": "c-5"}),
+    );
+    let s5 = recv(&mut v);
+    assert_eq!(s5["statusResponse"]["correlationId"], "c-5");
+    assert_eq!(
+        s5["statusResponse"]["errorType"],
+        "InvalidArgumentException"
+    );
+    assert!(
+        s5["statusResponse"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("messagePayload"),
+        "{s5}"
+    );
+    send(
+        &mut v,
+        &json!({"action": "ICE_CANDIDATE", "messagePayload": "A=A=", "correlationId": "c-6"}),
+    );
+    assert_eq!(recv(&mut v)["statusResponse"]["correlationId"], "c-6");
+    send(
+        &mut v,
+        &json!({"action": "ICE_CANDIDATE", "messagePayload": "eA==", "correlationId": "bad id!"}),
+    );
+    assert_eq!(recv(&mut v)["statusResponse"]["correlationId"], "bad id!");
+    let rejected = emu
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] == "frame_rejected" && e["from"] == "v1")
+        .count();
+    assert_eq!(rejected, 8, "every refused frame is in the event log");
     // Non-JSON is ignored without an answer; the connection stays up.
     v.send(Message::text("not json")).unwrap();
     send(&mut v, &offer_frame());
@@ -252,6 +292,20 @@ fn master_must_name_a_recipient() {
     let s = recv(&mut m);
     assert_eq!(s["messageType"], "STATUS_RESPONSE");
     assert_eq!(s["statusResponse"]["correlationId"], "x1");
+    // A recipient that breaks the client-id pattern is refused too.
+    send(
+        &mut m,
+        &json!({"action": "SDP_ANSWER", "messagePayload": "eA==", "recipientClientId": "no such/id", "correlationId": "x2"}),
+    );
+    let s = recv(&mut m);
+    assert_eq!(s["statusResponse"]["correlationId"], "x2");
+    assert!(
+        s["statusResponse"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("recipientClientId"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -418,13 +472,13 @@ fn admin_fault_state_and_events() {
     let emu = start();
     let env = emu.env().clone();
     let mut v = viewer(&emu, "admin-v");
-    let st = admin(&env, "GET", "/state", "");
+    let st = admin(&env, "GET", "/v1/state", "");
     assert_eq!(st.status, 200);
     assert_eq!(st.json()["viewers"][0]["client_id"], "admin-v");
     let r = admin(
         &env,
         "POST",
-        "/fault",
+        "/v1/fault",
         r#"{"GoAway":{"client_id":"admin-v","grace_ms":50}}"#,
     );
     assert_eq!(r.status, 200, "{}", r.body);
@@ -433,7 +487,7 @@ fn admin_fault_state_and_events() {
     let r = admin(
         &env,
         "POST",
-        "/fault",
+        "/v1/fault",
         r#"{"FailNext":{"operation":"Connect","status":500,"error_type":"InternalFailure","message":"boom","count":1}}"#,
     );
     assert_eq!(r.status, 200, "{}", r.body);
@@ -441,21 +495,24 @@ fn admin_fault_state_and_events() {
     assert_eq!(rej.status, 500);
     assert_eq!(rej.error_type.as_deref(), Some("InternalFailure"));
     assert_eq!(
-        admin(&env, "POST", "/fault", r#"{"StopPongs":true}"#).status,
+        admin(&env, "POST", "/v1/fault", r#"{"StopPongs":true}"#).status,
         200
     );
-    assert_eq!(admin(&env, "POST", "/fault", r#"{"Nope":1}"#).status, 400);
+    assert_eq!(
+        admin(&env, "POST", "/v1/fault", r#"{"Nope":1}"#).status,
+        400
+    );
     assert_eq!(
         admin(
             &env,
             "POST",
-            "/fault",
+            "/v1/fault",
             r#"{"ReconnectIceServer":{"client_id":"ghost"}}"#
         )
         .status,
         409
     );
-    let ev = admin(&env, "GET", "/events", "");
+    let ev = admin(&env, "GET", "/v1/events", "");
     assert_eq!(ev.status, 200);
     let list = ev.json();
     assert!(

@@ -157,8 +157,16 @@ pub fn presign(env: &EmulatorEnv, o: &Opts) -> String {
 
 /// TLS connection to the emulator trusting only its CA.
 pub fn tls_connect(env: &EmulatorEnv) -> TlsStream<TcpStream> {
-    let host = host_of(&env.https_endpoint);
-    let tcp = TcpStream::connect(&host).unwrap();
+    tls_connect_to(env, &env.https_endpoint)
+}
+
+/// TLS to the emulator's loopback listener, verifying the certificate for the host of `url`
+/// (advertised names need no DNS: the TCP connection goes to 127.0.0.1).
+pub fn tls_connect_to(env: &EmulatorEnv, url: &str) -> TlsStream<TcpStream> {
+    let host = host_of(url);
+    let (name, port) = host.rsplit_once(':').unwrap_or((&host, "443"));
+    let port: u16 = port.parse().unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(WAIT)).unwrap();
     let ca = native_tls::Certificate::from_pem(&std::fs::read(&env.ca_file).unwrap()).unwrap();
     let connector = native_tls::TlsConnector::builder()
@@ -166,7 +174,7 @@ pub fn tls_connect(env: &EmulatorEnv) -> TlsStream<TcpStream> {
         .disable_built_in_roots(true)
         .build()
         .unwrap();
-    connector.connect("127.0.0.1", tcp).unwrap()
+    connector.connect(name, tcp).unwrap()
 }
 
 /// An upgrade refused by the emulator.
@@ -383,6 +391,9 @@ fn read_response<S: Read>(s: &mut S) -> Resp {
 pub struct PostOpts {
     pub date: Option<i64>,
     pub secret: Option<String>,
+    pub access_key_id: Option<String>,
+    /// Some(None) = no token header at all.
+    pub token: Option<Option<String>>,
     pub tamper: bool,
     pub unsigned: bool,
 }
@@ -424,13 +435,14 @@ pub fn signed_request(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {ua}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Amz-Date: {date}\r\n",
         body.len()
     );
-    if let Some(t) = &env.session_token {
+    let token = o.token.clone().unwrap_or_else(|| env.session_token.clone());
+    if let Some(t) = &token {
         req.push_str(&format!("x-amz-security-token: {t}\r\n"));
     }
     if !o.unsigned {
         req.push_str(&format!(
             "Authorization: AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=host;user-agent;x-amz-date, Signature={sig}\r\n",
-            env.access_key_id
+            o.access_key_id.as_deref().unwrap_or(&env.access_key_id)
         ));
     }
     if close {
