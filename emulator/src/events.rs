@@ -46,10 +46,15 @@ pub enum Event {
         /// Peer address.
         peer: String,
     },
-    /// A TCP connection was refused or cut because the server is "down" (`Fault::ServerDown`).
-    TcpRefused {
-        /// Peer address.
-        peer: String,
+    /// The TLS listener closed for `Fault::ServerDown`: connections are refused.
+    ServerDown {
+        /// Milliseconds it stays down.
+        ms: u64,
+    },
+    /// The TLS listener is back after `Fault::ServerDown`.
+    ServerUp {
+        /// Listening address (the same port).
+        addr: String,
     },
     /// A connection ended with an I/O error outside a request.
     ConnectionError {
@@ -414,6 +419,8 @@ pub enum Event {
         conn: u64,
         /// Viewer client id (null for the master).
         client_id: Option<String>,
+        /// Milliseconds until it is dropped (0 = until shutdown or replacement).
+        ms: u64,
     },
 }
 

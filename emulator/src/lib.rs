@@ -354,6 +354,7 @@ impl Emulator {
             wss_endpoint: wss_endpoint.clone(),
             master_wss_endpoint: master_wss_endpoint.clone(),
             https_endpoint: https_endpoint.clone(),
+            tls_addr: addr,
             events,
             cfg: cfg.clone(),
         });

@@ -48,6 +48,8 @@ pub(crate) enum Cmd {
     CloseAfter(Duration),
     /// Abrupt close (RST).
     Drop,
+    /// Stop reading and answering; drop after the duration (None = never).
+    Freeze(Option<Duration>),
 }
 
 /// A connection registered in the hub.
@@ -166,6 +168,8 @@ pub(crate) struct Shared {
     /// MASTER WSS endpoint.
     pub master_wss_endpoint: String,
     pub https_endpoint: String,
+    /// The TLS listener's address (re-bound after `ServerDown`).
+    pub tls_addr: std::net::SocketAddr,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -396,6 +400,40 @@ impl Shared {
             Fault::IdleTimeout { secs } => self.idle_timeout_secs.store(secs, Ordering::SeqCst),
             Fault::MaxLifetime { secs } => self.max_lifetime_secs.store(secs, Ordering::SeqCst),
             Fault::TamperNext(t) => lock(&self.tampers).push(t),
+            Fault::Close {
+                client_id,
+                code,
+                reason,
+            } => {
+                if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+                    return Err(format!("Close code {code} cannot be sent in a close frame"));
+                }
+                for (_, c) in self.targets(client_id.as_deref())? {
+                    let _ = c.tx.send(Cmd::Close(code, reason.clone()));
+                }
+            }
+            Fault::Freeze { client_id, ms } => {
+                let d = (ms > 0).then(|| Duration::from_millis(ms));
+                for (_, c) in self.targets(client_id.as_deref())? {
+                    let _ = c.tx.send(Cmd::Freeze(d));
+                }
+            }
+            Fault::ServerDown { ms } => {
+                *lock(&self.down_until) = Some(Instant::now() + Duration::from_millis(ms));
+                {
+                    let hub = lock(&self.hub);
+                    for c in hub
+                        .viewers
+                        .iter()
+                        .map(|(_, _, c)| c)
+                        .chain(hub.masters.values())
+                    {
+                        let _ = c.tx.send(Cmd::Drop);
+                    }
+                }
+                // Wake the accept loop so it closes the listener now.
+                let _ = TcpStream::connect_timeout(&self.tls_addr, Duration::from_secs(1));
+            }
         }
         Ok(())
     }
@@ -417,9 +455,38 @@ pub(crate) fn tls_accept_loop(
     listener: TcpListener,
     acceptor: Arc<native_tls::TlsAcceptor>,
 ) {
-    for stream in listener.incoming() {
+    let mut listener = listener;
+    loop {
+        let stream = listener.accept().map(|(s, _)| s);
         if shared.is_shutdown() {
             break;
+        }
+        if shared.server_down() {
+            // Closing the socket makes the kernel refuse new connections (RST to the SYN).
+            drop(stream);
+            let addr = shared.tls_addr;
+            drop(listener);
+            let left = lock(&shared.down_until)
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or_default();
+            shared.emit(Event::ServerDown {
+                ms: left.as_millis() as u64,
+            });
+            listener = loop {
+                if shared.is_shutdown() {
+                    return;
+                }
+                if !shared.server_down()
+                    && let Ok(l) = TcpListener::bind(addr)
+                {
+                    break l;
+                }
+                std::thread::sleep(POLL * 4);
+            };
+            shared.emit(Event::ServerUp {
+                addr: addr.to_string(),
+            });
+            continue;
         }
         let Ok(stream) = stream else { continue };
         shared.emit(Event::TcpAccept {

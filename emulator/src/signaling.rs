@@ -496,6 +496,42 @@ impl Conn {
         *why = format!("server_close: {reason}");
     }
 
+    /// A frozen peer: reads nothing, writes nothing (no PONG, no close), until `d` passes, a
+    /// newer connection replaces it, another fault ends it, or the emulator stops; then RST.
+    fn frozen(&mut self, d: Option<Duration>) -> String {
+        self.shared.emit(Event::Frozen {
+            conn: self.id,
+            client_id: self.target.client_id.clone(),
+            ms: d.map_or(0, |d| d.as_millis() as u64),
+        });
+        let until = d.map(|d| Instant::now() + d);
+        let why = loop {
+            if self.shared.is_shutdown() {
+                break "frozen, then the emulator stopped";
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
+                break "frozen, then dropped";
+            }
+            // Replacement (Close) and DropConnection end it; everything else is ignored.
+            if self
+                .rx
+                .try_iter()
+                .any(|c| matches!(c, Cmd::Close(..) | Cmd::Drop))
+            {
+                break "frozen, then replaced or dropped";
+            }
+            std::thread::sleep(POLL * 4);
+        };
+        unregister(&self.shared, &self.target, self.id);
+        self.shared.emit(Event::Dropped {
+            conn: self.id,
+            client_id: self.target.client_id.clone(),
+            role: self.target.role_name().into(),
+        });
+        set_linger_zero(&self.raw_tcp);
+        why.into()
+    }
+
     /// Runs until the connection ends; returns why.
     fn run(&mut self) -> String {
         let start = Instant::now();
@@ -551,6 +587,7 @@ impl Conn {
                             set_linger_zero(&self.raw_tcp);
                             return "dropped".into();
                         }
+                        Cmd::Freeze(d) => return self.frozen(d),
                     }
                 }
                 if closing.is_some() {
@@ -590,6 +627,12 @@ impl Conn {
                         &mut closing,
                         &mut why,
                     );
+                    continue;
+                }
+                if self.shared.cfg.close_on_presign_expiry
+                    && self.shared.now() >= self.target.presign_expires_at
+                {
+                    self.start_close(code, "Presigned URL expired", &mut closing, &mut why);
                     continue;
                 }
                 if go_away_at.is_some_and(|g| now >= g) {
