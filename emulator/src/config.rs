@@ -127,6 +127,18 @@ pub struct EmulatorConfig {
     /// Seconds a viewer message is kept for a master that is not connected (channel
     /// `MessageTtlSeconds`, default 60). Whether the service redelivers is unknown; we do.
     pub message_ttl_secs: u64,
+    /// ConnectAsViewer / ConnectAsMaster calls per second per channel (`--limit-connect-tps`;
+    /// service quota 3, hard). None = unlimited (the default: tests connect in bursts).
+    /// Over it: 400 `ClientLimitExceededException` on the upgrade.
+    pub limit_connect_tps: Option<u32>,
+    /// SendSdpOffer / SendSdpAnswer per second per connection (`--limit-sdp-tps`; service: 5).
+    /// Over it: `STATUS_RESPONSE` `ClientLimitExceededException` (with a correlationId) or drop.
+    pub limit_sdp_tps: Option<u32>,
+    /// SendIceCandidate per second per connection (`--limit-ice-tps`; service: 20).
+    pub limit_ice_tps: Option<u32>,
+    /// DescribeSignalingChannel per second per channel (`--limit-describe-tps`; service: 5).
+    /// Over it: 400 `ClientLimitExceededException`.
+    pub limit_describe_tps: Option<u32>,
     /// Close a connection (code `close_code`) once its presigned URL's `X-Amz-Date +
     /// X-Amz-Expires` has passed. The service checks the URL only at the upgrade (protocol.md
     /// §3.5) and bounds the connection by the duration quota instead, so off by default.
@@ -190,6 +202,10 @@ impl Default for EmulatorConfig {
             error_type_suffix: None,
             message_ttl_secs: 60,
             close_on_presign_expiry: false,
+            limit_connect_tps: None,
+            limit_sdp_tps: None,
+            limit_ice_tps: None,
+            limit_describe_tps: None,
             advertise_host: None,
             advertise_control_host: None,
             advertise_https_host: None,

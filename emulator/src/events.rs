@@ -173,11 +173,11 @@ pub enum Event {
     },
     /// A limit (`--limit-*`) refused a request or a message.
     LimitExceeded {
-        /// Which limit: `connect_rate`, `sdp_rate`, `ice_rate`.
+        /// Which limit: `connect_rate`, `describe_rate`, `sdp_rate`, `ice_rate`.
         limit: String,
         /// Channel ARN.
         channel_arn: String,
-        /// Viewer client id, `MASTER` for the master.
+        /// Viewer client id, `MASTER` for the master, `-` for a control-plane call.
         client: String,
     },
     /// A WebSocket upgrade was held back (`StallHandshake`).

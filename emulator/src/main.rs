@@ -62,6 +62,12 @@ OPTIONS:
                                  ListChannels|DeleteChannel|UpdateChannel|TagResource|
                                  UntagResource|ListTags|Any
                                  (may be repeated), e.g. --fail Connect:503:ServiceUnavailableException:2
+    --limit-connect-tps N        ConnectAsViewer/ConnectAsMaster calls per second per channel
+                                 (service quota 3; default unlimited) -> ClientLimitExceededException
+    --limit-sdp-tps N            SDP offers/answers per second per connection (service: 5)
+    --limit-ice-tps N            ICE candidates per second per connection (service: 20)
+    --limit-describe-tps N       DescribeSignalingChannel calls per second per channel (service: 5)
+    --service-limits             All four at the service's values (3, 5, 20, 5)
     --close-on-presign-expiry    Close a connection once its presigned URL expires (the service
                                  checks the URL only at the upgrade; off by default)
     --fault JSON                 Inject this fault (admin API JSON) at start (may be repeated)
@@ -227,6 +233,16 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
                 });
             }
             "--close-on-presign-expiry" => cfg.close_on_presign_expiry = true,
+            "--limit-connect-tps" => cfg.limit_connect_tps = Some(num(&flag, val())?),
+            "--limit-sdp-tps" => cfg.limit_sdp_tps = Some(num(&flag, val())?),
+            "--limit-ice-tps" => cfg.limit_ice_tps = Some(num(&flag, val())?),
+            "--limit-describe-tps" => cfg.limit_describe_tps = Some(num(&flag, val())?),
+            "--service-limits" => {
+                cfg.limit_connect_tps = Some(3);
+                cfg.limit_sdp_tps = Some(5);
+                cfg.limit_ice_tps = Some(20);
+                cfg.limit_describe_tps = Some(5);
+            }
             "--fault" => {
                 let v = val().ok_or("--fault needs a JSON fault")?;
                 faults.push(parse_fault("--fault", &v)?);

@@ -70,6 +70,38 @@ pub(crate) struct Hub {
     pub pending: HashMap<String, VecDeque<(Instant, String)>>,
 }
 
+/// Calls accepted in the last second (a sliding window).
+#[derive(Debug, Default)]
+pub(crate) struct RateWindow(VecDeque<Instant>);
+
+impl RateWindow {
+    /// Records a call if fewer than `per_second` were accepted in the last second.
+    pub fn admit(&mut self, per_second: u32) -> bool {
+        let now = Instant::now();
+        while self
+            .0
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            self.0.pop_front();
+        }
+        if self.0.len() >= per_second as usize {
+            return false;
+        }
+        self.0.push_back(now);
+        true
+    }
+}
+
+/// The exception every rate limit answers with.
+pub(crate) fn limit_exceeded(what: &str) -> ApiError {
+    ApiError::new(
+        400,
+        "ClientLimitExceededException",
+        format!("Your request has been throttled because you have exceeded the limit of {what}."),
+    )
+}
+
 /// A pending `FailNext`.
 #[derive(Debug, Clone)]
 pub(crate) struct FailRule {
@@ -156,6 +188,8 @@ pub(crate) struct Shared {
     pub fail_rules: Mutex<Vec<FailRule>>,
     /// Pending `TamperNext` faults, applied in order.
     pub tampers: Mutex<Vec<Tamper>>,
+    /// Per-channel rate windows: (limit name, channel ARN) → accepted calls in the last second.
+    pub rates: Mutex<HashMap<(&'static str, String), RateWindow>>,
     /// `ServerDown`: until then new TCP connections are cut at once.
     pub down_until: Mutex<Option<Instant>>,
     pub channels: Mutex<Vec<Channel>>,
@@ -201,6 +235,30 @@ impl Shared {
     /// The emulator's clock (system clock + offset), Unix seconds.
     pub fn now(&self) -> i64 {
         system_secs() + self.clock_offset.load(Ordering::SeqCst)
+    }
+
+    /// Checks a per-channel rate limit (None = unlimited); records a `limit_exceeded` event
+    /// when over it.
+    pub fn admit_channel(
+        &self,
+        limit: &'static str,
+        per_second: Option<u32>,
+        channel_arn: &str,
+        client: &str,
+    ) -> bool {
+        let Some(n) = per_second else { return true };
+        let ok = lock(&self.rates)
+            .entry((limit, channel_arn.to_string()))
+            .or_default()
+            .admit(n);
+        if !ok {
+            self.emit(Event::LimitExceeded {
+                limit: limit.into(),
+                channel_arn: channel_arn.into(),
+                client: client.into(),
+            });
+        }
+        ok
     }
 
     /// Whether the server plays dead (`Fault::ServerDown`).

@@ -22,7 +22,10 @@ use crate::control::{valid_arn, valid_name};
 use crate::events::Event;
 use crate::http::{self, Head, WsIo};
 use crate::sdp;
-use crate::server::{ApiError, Cmd, CmdRx, ConnRef, POLL, Shared, cmd_channel, lock, request_id};
+use crate::server::{
+    ApiError, Cmd, CmdRx, ConnRef, POLL, RateWindow, Shared, cmd_channel, limit_exceeded, lock,
+    request_id,
+};
 use crate::sigv4::SignedRequest;
 
 /// Role of a connection.
@@ -188,6 +191,17 @@ fn connect_verdict(shared: &Shared, head: &Head) -> Result<Target, ApiError> {
     let channel = shared
         .channel_by_arn(&arn)
         .ok_or_else(ApiError::not_found)?;
+    let who = client_id.clone().unwrap_or_else(|| "MASTER".into());
+    if !shared.admit_channel(
+        "connect_rate",
+        shared.cfg.limit_connect_tps,
+        &channel.arn,
+        &who,
+    ) {
+        return Err(limit_exceeded(
+            "ConnectAsViewer/ConnectAsMaster calls per second for this channel",
+        ));
+    }
     Ok(Target {
         role: if client_id.is_some() {
             Role::Viewer
@@ -383,6 +397,8 @@ pub(crate) fn handle_upgrade(
                 raw_tcp,
                 rx,
                 delayed: VecDeque::new(),
+                sdp_rate: RateWindow::default(),
+                ice_rate: RateWindow::default(),
             };
             let reason = c.run();
             unregister(shared, &t, conn_id);
@@ -439,6 +455,10 @@ struct Conn {
     rx: CmdRx,
     /// Own messages scheduled for later (built-in master, STATUS_RESPONSE): (due, frame, kind).
     delayed: VecDeque<(Instant, String, &'static str)>,
+    /// SendSdpOffer/SendSdpAnswer calls in the last second (`limit_sdp_tps`).
+    sdp_rate: RateWindow,
+    /// SendIceCandidate calls in the last second (`limit_ice_tps`).
+    ice_rate: RateWindow,
 }
 
 impl Conn {
@@ -858,6 +878,33 @@ impl Conn {
             return;
         }
         let kind = static_kind(&action);
+        let (limit, per_second, window) = if kind == "ICE_CANDIDATE" {
+            (
+                "ice_rate",
+                self.shared.cfg.limit_ice_tps,
+                &mut self.ice_rate,
+            )
+        } else {
+            (
+                "sdp_rate",
+                self.shared.cfg.limit_sdp_tps,
+                &mut self.sdp_rate,
+            )
+        };
+        if let Some(n) = per_second
+            && !window.admit(n)
+        {
+            self.shared.emit(Event::LimitExceeded {
+                limit: limit.into(),
+                channel_arn: self.target.channel_arn.clone(),
+                client: self.target.label(),
+            });
+            let e = limit_exceeded(&format!(
+                "{n} {action} messages per second on this connection"
+            ));
+            self.status_response(corr_ref, e.status, &e.error_type, &e.message);
+            return;
+        }
         match self.target.role {
             Role::Viewer => self.relay_from_viewer(kind, &payload),
             Role::Master => {

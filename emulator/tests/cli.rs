@@ -222,6 +222,11 @@ fn help_documents_every_flag() {
         "--close-on-presign-expiry",
         "--fault",
         "--fault-at",
+        "--limit-connect-tps",
+        "--limit-sdp-tps",
+        "--limit-ice-tps",
+        "--limit-describe-tps",
+        "--service-limits",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");
     }
