@@ -4,6 +4,8 @@
 //! error to a stable code and records the detail for `kvs_last_error_message`.
 
 mod ice;
+mod ice_format;
+mod payload;
 mod status;
 mod types;
 mod versioned;
