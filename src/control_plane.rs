@@ -206,7 +206,10 @@ impl ControlPlane {
         let mut backoff = Backoff::new(backoff::DEFAULT_BASE, backoff::DEFAULT_CAP);
         let mut last_transient: Option<Error> = None;
         loop {
-            let signing = self.credentials.current_at(self.clock.now())?.credentials;
+            let signing = self
+                .credentials
+                .current_within(self.clock.now(), deadline.left())?
+                .credentials;
             let headers = signed_headers(
                 &signing,
                 &self.region,

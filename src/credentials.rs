@@ -144,10 +144,15 @@ impl CredentialSource {
 
     /// Fetches from the source, uncached.
     fn fetch(&self) -> Result<ExpiringCredentials> {
+        self.fetch_within(IOT_REQUEST_TIMEOUT)
+    }
+
+    /// Fetches from the source, uncached; network sources give up after `bound`.
+    fn fetch_within(&self, bound: Duration) -> Result<ExpiringCredentials> {
         let fetched = match self {
             CredentialSource::Static(c) => Ok(c.clone()),
             CredentialSource::Environment => from_environment(),
-            CredentialSource::Iot(s) => iot_fetch(s),
+            CredentialSource::Iot(s) => iot_fetch(s, bound.min(IOT_REQUEST_TIMEOUT)),
             CredentialSource::Callback(f) => f().and_then(|c| {
                 check_credentials(&c.credentials, "callback ")?;
                 Ok(c)
@@ -306,6 +311,16 @@ impl CredentialProvider {
 
     /// As [`current`](Self::current), judged at `now` (the viewer's skew-corrected clock).
     pub fn current_at(&self, now: OffsetDateTime) -> Result<ExpiringCredentials> {
+        self.current_within(now, IOT_REQUEST_TIMEOUT)
+    }
+
+    /// As [`current_at`](Self::current_at), a fetch bounded by `left` too (what the caller's
+    /// deadline leaves), so a connect never outlasts its timeout.
+    pub(crate) fn current_within(
+        &self,
+        now: OffsetDateTime,
+        left: Duration,
+    ) -> Result<ExpiringCredentials> {
         // The environment is read at each use, so a changed variable takes effect at once.
         if matches!(self.inner.source, CredentialSource::Environment) {
             return self.inner.source.fetch();
@@ -327,7 +342,7 @@ impl CredentialProvider {
             return Ok(c.value.clone());
         }
         state.fetches += 1;
-        match self.inner.source.fetch() {
+        match self.inner.source.fetch_within(left) {
             Ok(value) => {
                 if let Some(exp) = value.expires_at
                     && exp <= now
@@ -583,7 +598,7 @@ fn iot_connector(s: &IotSettings) -> Result<native_tls::TlsConnector> {
 }
 
 /// `GET <endpoint>/role-aliases/<alias>/credentials` with the thing-name header, over mutual TLS.
-fn iot_fetch(s: &IotSettings) -> Result<ExpiringCredentials> {
+fn iot_fetch(s: &IotSettings, bound: Duration) -> Result<ExpiringCredentials> {
     let endpoint = s.validate()?;
     let connector = iot_connector(s)?;
     let base = endpoint.path.trim_end_matches('/');
@@ -591,7 +606,7 @@ fn iot_fetch(s: &IotSettings) -> Result<ExpiringCredentials> {
         "{base}/role-aliases/{}/credentials",
         crate::sigv4::uri_encode(&s.role_alias)
     );
-    let (status, body) = iot_get(&endpoint, connector, &path, &s.thing_name)?;
+    let (status, body) = iot_get(&endpoint, connector, &path, &s.thing_name, bound)?;
     if status != 200 {
         // Error answers are `{"message": …}` (403 thing/certificate/policy, 404 alias); they
         // hold no credentials. The message is shortened, the body never shown otherwise.
@@ -614,12 +629,14 @@ fn iot_fetch(s: &IotSettings) -> Result<ExpiringCredentials> {
     parse_iot_answer(&body)
 }
 
-/// The GET over the project's HTTP client, one connection, within [`IOT_REQUEST_TIMEOUT`].
+/// The GET over the project's HTTP client, one connection, within `bound` (at most
+/// [`IOT_REQUEST_TIMEOUT`]).
 fn iot_get(
     endpoint: &Endpoint,
     connector: native_tls::TlsConnector,
     path: &str,
     thing_name: &str,
+    bound: Duration,
 ) -> Result<(u16, Zeroizing<Vec<u8>>)> {
     let client = crate::http::Client::new(connector, MAX_IOT_RESPONSE);
     let headers = [
@@ -634,7 +651,7 @@ fn iot_get(
         body: b"",
     };
     let answer = client
-        .send(endpoint, &request, &Deadline::after(IOT_REQUEST_TIMEOUT))
+        .send(endpoint, &request, &Deadline::after(bound))
         .map_err(|e| {
             let hint = match e.kind {
                 ErrorKind::Tls => {

@@ -186,7 +186,9 @@ impl Link {
             ("X-Amz-ClientId", config.client_id.as_str()),
         ];
         // This signature's credentials, refreshed ahead of their expiry (credentials.rs).
-        let signing = config.credential_provider().current_at(self.clock.now())?;
+        let signing = config
+            .credential_provider()
+            .current_within(self.clock.now(), deadline.left())?;
         let open = || {
             let presigned = sigv4::presign(
                 &signing.credentials,

@@ -510,3 +510,28 @@ fn a_connected_viewer_keeps_working_across_credential_lifetimes() {
             .all(|k| issued.iter().any(|i| &i.access_key_id == k))
     );
 }
+
+/// A provider that accepts the connection and never answers: the connect still ends within
+/// its own timeout (not the provider's 5 s), with a clear code naming the step.
+#[test]
+fn a_silent_provider_cannot_stretch_the_connect_timeout() {
+    let emu = start_iot(3600);
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let s = IotSettings {
+        endpoint: format!("https://{}", silent.local_addr().unwrap()),
+        ..settings(&iot_env(&emu))
+    };
+    let mut cfg = discovering_config(&emu, "silent", Credentials::new("", "", None));
+    cfg.credential_source = Some(iot_provider(s));
+    cfg.connect_timeout = Duration::from_millis(700);
+    let started = std::time::Instant::now();
+    let e = Viewer::connect(&cfg).expect_err("no credentials, no connect");
+    let took = started.elapsed();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+    assert!(e.message.starts_with("credentials: "), "{e}");
+    assert!(
+        took < Duration::from_secs(4),
+        "bounded by connect_timeout: {took:?}"
+    );
+    drop(silent);
+}
