@@ -306,7 +306,7 @@ stage_demo() { bash scripts/demo.sh; }
 # network namespace.
 media_pkgs=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
             gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-            gstreamer1.0-nice libjson-glib-dev python3 python3-gi gir1.2-gstreamer-1.0
+            gstreamer1.0-nice python3 python3-gi gir1.2-gstreamer-1.0
             gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 python3-websockets
             python3-botocore iproute2 util-linux)
 
@@ -323,8 +323,8 @@ stage_media() {
     "-DCMAKE_PREFIX_PATH=$dir/prefix" -DKVS_EXAMPLES_WERROR=ON >/dev/null
   cmake --build "$dir/gst-viewer" >/dev/null
   timeout 600 bash tests/media/run.sh "$dir/gst-viewer/gst-viewer" "$emulator" "$dir/run"
-  # The reconnect paths again with AddressSanitizer + UBSan on the example (its receive thread,
-  # locks and hand-over to the main loop); GStreamer's own allocations are not leak-checked.
+  # The reconnect paths again with AddressSanitizer + UBSan on the example (its receive thread
+  # and hand-over to the main loop); GStreamer's own allocations are not leak-checked.
   cmake -S examples-c/gst-viewer -B "$dir/gst-viewer-asan" -DCMAKE_BUILD_TYPE=Debug \
     "-DCMAKE_PREFIX_PATH=$dir/prefix" -DKVS_EXAMPLES_WERROR=ON \
     "-DCMAKE_C_FLAGS=-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
