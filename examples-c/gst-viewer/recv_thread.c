@@ -80,6 +80,10 @@ static gpointer receive_thread(gpointer data) {
       if (!reconnect(t, "GO_AWAY")) break;
       continue;
     }
+    if (msg.message_type == KVS_MSG_RECONNECTED) { /* the library reconnected by itself */
+      printf("signaling: reconnected automatically\n");
+      continue;
+    }
     Received *r = g_new0(Received, 1);
     r->type = msg.message_type;
     r->payload = g_strndup(t->buf, msg.payload_len);

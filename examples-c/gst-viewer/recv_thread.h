@@ -4,7 +4,8 @@
  * Until kvs-viewer has a pollable handle (kvs_viewer_get_fd() + g_unix_fd_add(), calling
  * kvs_viewer_recv(v, &msg, 0) in the callback, and automatic reconnects) this is a dedicated
  * thread: it blocks in kvs_viewer_recv, queues each message for the main loop and reconnects
- * after GO_AWAY or a lost connection. kvs_viewer_reconnect may overlap the sends that
+ * after GO_AWAY or a lost connection (a library that reconnects by itself announces it with
+ * KVS_MSG_RECONNECTED instead). kvs_viewer_reconnect may overlap the sends that
  * GStreamer's threads make meanwhile (they wait for the new connection), and
  * kvs_viewer_shutdown wakes the blocked recv to stop the thread.
  */
