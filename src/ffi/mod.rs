@@ -5,6 +5,8 @@
 
 mod handle;
 mod ice;
+mod ice_format;
+mod payload;
 mod status;
 mod types;
 mod versioned;
