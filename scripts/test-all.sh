@@ -5,7 +5,8 @@
 #   scripts/test-all.sh host cross-aarch64   # only the named stages (setup always runs)
 #
 # Installs what is missing (apt-get update once, then cmake pkg-config libssl-dev valgrind
-# gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., rustup targets, botocore), then runs
+# gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., rustup targets, botocore, the JS SDK
+# for the emulator's fidelity test), then runs
 # the stages below, printing each one's duration, and ends with "N passed, N failed".
 # Stages: fmt clippy cargo-test emulator host consumer cross-aarch64 cross-armv7 demo
 #
@@ -81,6 +82,13 @@ stage_setup() {
     python3 -m pip install --quiet botocore ||
       python3 -m pip install --quiet --break-system-packages botocore ||
       kvs_apt_ensure python3-botocore
+  fi
+  # The official JS SDK for the emulator's fidelity test, pinned by its package-lock.json, into
+  # emulator/tests/js/node_modules (project-local; optional react-native deps left out).
+  command -v npm >/dev/null 2>&1 || kvs_apt_ensure nodejs npm
+  if ! (cd emulator/tests/js && npm ls --omit=optional >/dev/null 2>&1); then
+    kvs_log "npm ci (emulator/tests/js)"
+    (cd emulator/tests/js && npm ci --omit=optional --no-audit --no-fund --loglevel=error)
   fi
   cmake --version | head -n1
   cargo --version
