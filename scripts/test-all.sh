@@ -6,7 +6,7 @@
 #
 # Installs what is missing (apt-get update once, then cmake pkg-config libssl-dev valgrind
 # gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., GStreamer for the media stage,
-# rustup targets, botocore), then runs
+# rustup targets, botocore, the JS SDK for the emulator's fidelity test), then runs
 # the stages below, printing each one's duration, and ends with "N passed, N failed".
 # Stages: fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 cross-vendored
 # readme demo media sanitize (cross-aarch64 and cross-armv7 build against sysroots that scripts/sysroot.sh assembles from
@@ -91,6 +91,13 @@ stage_setup() {
     python3 -m pip install --quiet botocore ||
       python3 -m pip install --quiet --break-system-packages botocore ||
       kvs_apt_ensure python3-botocore
+  fi
+  # The official JS SDK for the emulator's fidelity test, pinned by its package-lock.json, into
+  # emulator/tests/js/node_modules (project-local; optional react-native deps left out).
+  command -v npm >/dev/null 2>&1 || kvs_apt_ensure nodejs npm
+  if ! (cd emulator/tests/js && npm ls --omit=optional >/dev/null 2>&1); then
+    kvs_log "npm ci (emulator/tests/js)"
+    (cd emulator/tests/js && npm ci --omit=optional --no-audit --no-fund --loglevel=error)
   fi
   if want sanitize; then
     rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
