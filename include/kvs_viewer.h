@@ -15,9 +15,12 @@
  * payload_len on KVS_ERR_BUFFER_TOO_SMALL). Strings passed in are borrowed for the call only.
  * The library never hands out memory the caller must free.
  *
- * Threads: distinct handles are independent. On one handle, one thread may block in
- * kvs_viewer_recv while others call kvs_viewer_send or the ICE-server functions (which never
- * block the connection); kvs_viewer_close must not overlap any other call on that handle.
+ * Threads: distinct handles are independent. On one handle every call is safe against every
+ * other: one thread may block in kvs_viewer_recv while others send, fetch ICE servers or
+ * reconnect (sends wait for the new connection); kvs_viewer_shutdown (any thread) ends the
+ * connection and wakes every blocked call with KVS_ERR_CLOSED; kvs_viewer_close may run while
+ * calls are blocked (they return KVS_ERR_CLOSED) and frees once they left. Only a call made
+ * after kvs_viewer_close returned is a bug (use after free).
  *
  * ABI rules (a binary built against an older header keeps working with a newer library of the
  * same SONAME, libkvs_viewer.so.0):
@@ -523,7 +526,9 @@ KvsStatus kvs_viewer_connect(const struct KvsViewerConfig *config, struct KvsVie
  *
  * Thread-safety: may run while another thread is blocked in `kvs_viewer_recv` on the same
  * handle (the frame goes out at once); concurrent sends on one handle are serialised
- * internally and keep their call order. Never concurrently with `kvs_viewer_close`.
+ * internally and keep their call order. During a `kvs_viewer_reconnect` on another thread
+ * it waits (up to 5 s) and goes out on the new connection; during `kvs_viewer_shutdown` or
+ * `kvs_viewer_close` it returns `KVS_ERR_CLOSED` promptly.
  *
  * # Safety
  * `viewer` must come from `kvs_viewer_connect` and not be closed; `payload` must point to
@@ -551,8 +556,10 @@ KvsStatus kvs_viewer_send(struct KvsViewer *viewer,
  * are skipped, never fatal. The library allocates nothing the caller must free.
  *
  * Thread-safety: one thread at a time per handle may be in `kvs_viewer_recv`; it may block
- * while other threads call `kvs_viewer_send`. Never concurrently with `kvs_viewer_close`.
- * Blocking burns no CPU.
+ * while other threads call `kvs_viewer_send`. A `kvs_viewer_reconnect` on another thread
+ * does not end it: it goes on waiting (within `timeout_ms`) on the new connection.
+ * `kvs_viewer_shutdown` or `kvs_viewer_close` on another thread make it return
+ * `KVS_ERR_CLOSED` promptly. Blocking burns no CPU.
  *
  * # Safety
  * `viewer` must come from `kvs_viewer_connect` and not be closed; `out` must point to a
@@ -571,12 +578,38 @@ KvsStatus kvs_viewer_recv(struct KvsViewer *viewer, struct KvsMessage *out, int3
  * handle is freed all the same). A connection the server already ended closes with
  * `KVS_OK`.
  *
- * Thread-safety: no other call may be running or start on this handle.
+ * Thread-safety: may run while other threads are inside any call on this handle: their
+ * blocked `recv`/`send` return `KVS_ERR_CLOSED` promptly, calls that start meanwhile get
+ * `KVS_ERR_CLOSED`, and close waits until every call has left before freeing. A call that
+ * starts after close *returned* uses freed memory: that is the caller's bug. To stop a
+ * receive loop cleanly, use `kvs_viewer_shutdown`, join the thread, then close. A second
+ * close while one is running returns `KVS_ERR_CLOSED` and frees nothing.
  *
  * # Safety
- * `viewer` must be NULL or come from `kvs_viewer_connect`, and not be used afterwards.
+ * `viewer` must be NULL or come from `kvs_viewer_connect`, and not be used after this call
+ * returns.
  */
 KvsStatus kvs_viewer_close(struct KvsViewer *viewer);
+
+/**
+ * Ends the connection now, from any thread, and wakes every call blocked on the handle:
+ * `kvs_viewer_recv` returns the messages already received, then `KVS_ERR_CLOSED`;
+ * `kvs_viewer_send` returns `KVS_ERR_CLOSED`; `kvs_viewer_reconnect` is refused with
+ * `KVS_ERR_CLOSED`. A close frame still goes out, so the service frees the viewer slot.
+ * Idempotent. The handle stays valid until `kvs_viewer_close`, which is the only call left
+ * to make.
+ *
+ * The clean way to stop a receive thread: `kvs_viewer_shutdown(v)`, join the thread (its
+ * recv returned `KVS_ERR_CLOSED`), then `kvs_viewer_close(v)`.
+ *
+ * Returns `KVS_OK`, or `KVS_ERR_NULL_POINTER`. Thread-safety: any thread, any time before
+ * `kvs_viewer_close` returns.
+ *
+ * # Safety
+ * `viewer` must come from `kvs_viewer_connect`, and `kvs_viewer_close` must not have
+ * returned.
+ */
+KvsStatus kvs_viewer_shutdown(struct KvsViewer *viewer);
 
 /**
  * Connects again with the same configuration and the endpoints already known: one TLS
@@ -590,7 +623,11 @@ KvsStatus kvs_viewer_close(struct KvsViewer *viewer);
  * call `kvs_viewer_reconnect` again after a back-off (the official SDKs wait 100 ms·2ⁿ,
  * capped at 10 s, with full jitter), or `kvs_viewer_close`.
  *
- * Thread-safety: no other call may be running or start on this handle meanwhile.
+ * Thread-safety: may overlap every other call on the handle. Blocked `recv` calls keep
+ * waiting (within their timeout) and continue on the new connection; sends wait (up to 5 s)
+ * and go out on it (each thread's sends in their order); a send is never reported `KVS_OK`
+ * for a frame it dropped. Concurrent reconnects run one after the other. After `kvs_viewer_shutdown` (or
+ * while closing) it returns `KVS_ERR_CLOSED`.
  *
  * # Safety
  * `viewer` must come from `kvs_viewer_connect` and not be closed.
@@ -641,8 +678,8 @@ KvsStatus kvs_ice_server_init_sized(struct KvsIceServer *server, size_t size);
  *
  * Thread-safety: may run while other threads are in `kvs_viewer_recv` or `kvs_viewer_send`
  * on the same handle; it never blocks the connection. Concurrent ICE calls on one handle
- * wait for each other (one fetch at a time, bounded by the connect timeout). Never
- * concurrently with `kvs_viewer_close`.
+ * wait for each other (one fetch at a time, bounded by the connect timeout). During a
+ * `kvs_viewer_reconnect` it waits for it; `kvs_viewer_close` waits for it.
  *
  * # Safety
  * `viewer` must come from `kvs_viewer_connect` and not be closed; `out_count` writable.
