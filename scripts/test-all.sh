@@ -5,14 +5,16 @@
 #   scripts/test-all.sh host cross-aarch64   # only the named stages (setup always runs)
 #
 # Installs what is missing (apt-get update once, then cmake pkg-config libssl-dev valgrind
-# gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., rustup targets, botocore), then runs
+# gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., GStreamer for the media stage,
+# rustup targets, botocore), then runs
 # the stages below, printing each one's duration, and ends with "N passed, N failed".
-# Stages: fmt clippy cargo-test emulator host consumer cross-aarch64 cross-armv7 cross-vendored
-# readme demo (cross-aarch64 and cross-armv7 build against sysroots that scripts/sysroot.sh assembles from
+# Stages: fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 cross-vendored
+# readme demo media sanitize (cross-aarch64 and cross-armv7 build against sysroots that scripts/sysroot.sh assembles from
 # Debian's target packages, cached in build/sysroot; cross-vendored is the no-sysroot route,
 # armv7 with OpenSSL built from source; readme runs the README's marked snippets).
 #
-# Environment: KVS_TEST_DIR (default build/test), KVS_SKIP_ARMV7=1 to skip the armv7 stage.
+# Environment: KVS_TEST_DIR (default build/test), KVS_SKIP_ARMV7=1 to skip the armv7 stage,
+# KVS_FUZZ_SECONDS (default 20) per fuzz target.
 set -uo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -24,7 +26,7 @@ emulator="${CARGO_TARGET_DIR:-$KVS_ROOT/target}/release/kvs-signaling-emulator"
 
 kvs_version="$(sed -n 's/^version = "\([0-9.]*\)"$/\1/p' "$KVS_ROOT/Cargo.toml" | head -n1)"
 
-all_stages=(fmt clippy cargo-test emulator host consumer cross-aarch64 cross-armv7 cross-vendored readme demo)
+all_stages=(fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 cross-vendored readme demo media sanitize)
 if [ $# -gt 0 ]; then
   selected=("$@")
   for s in "${selected[@]}"; do
@@ -74,6 +76,9 @@ stage_setup() {
   if [ "${KVS_SKIP_ARMV7:-0}" != 1 ]; then
     pkgs+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
   fi
+  if want media; then
+    pkgs+=("${media_pkgs[@]}")
+  fi
   kvs_apt_ensure "${pkgs[@]}"
   kvs_rust_target_ensure aarch64-unknown-linux-gnu
   if [ "${KVS_SKIP_ARMV7:-0}" != 1 ]; then
@@ -87,6 +92,22 @@ stage_setup() {
       python3 -m pip install --quiet --break-system-packages botocore ||
       kvs_apt_ensure python3-botocore
   fi
+  if want sanitize; then
+    rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+    rustup component list --toolchain nightly --installed | grep -q '^rust-src' ||
+      rustup component add rust-src --toolchain nightly
+  fi
+  if want fuzz; then
+    rustup run nightly cargo --version >/dev/null 2>&1 ||
+      rustup toolchain install nightly --profile minimal
+    if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+      local start=$SECONDS
+      kvs_log "cargo install cargo-fuzz"
+      cargo install cargo-fuzz --locked
+      printf 'cargo-fuzz installed in %s\n' "$(kvs_fmt_secs $((SECONDS - start)))"
+    fi
+    cargo +nightly fuzz --version
+  fi
   cmake --version | head -n1
   cargo --version
   qemu-aarch64 --version | head -n1
@@ -97,6 +118,27 @@ stage_fmt() { cargo fmt --all -- --check; }
 stage_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
 
 stage_cargo_test() { cargo test --workspace; }
+
+# Every fuzz target (fuzz/, libFuzzer + ASan, nightly) for KVS_FUZZ_SECONDS, starting from the
+# committed seeds in fuzz/corpus/<target>; what the fuzzer finds goes to a scratch corpus. Any
+# crash fails the stage and leaves the input in fuzz/artifacts/<target>/.
+stage_fuzz() {
+  local secs="${KVS_FUZZ_SECONDS:-20}" dir="$test_dir/fuzz" start=$SECONDS t log
+  cargo +nightly fuzz build
+  printf 'fuzz targets built in %s\n' "$(kvs_fmt_secs $((SECONDS - start)))"
+  for t in $(cargo +nightly fuzz list); do
+    mkdir -p "$dir/corpus/$t"
+    log="$dir/$t.log"
+    if ! cargo +nightly fuzz run "$t" "$dir/corpus/$t" "fuzz/corpus/$t" -- \
+        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1; then
+      tail -n 60 "$log"
+      printf 'fuzz %s FAILED; reproduce: cargo +nightly fuzz run %s fuzz/artifacts/%s/<file>\n' \
+        "$t" "$t" "$t"
+      return 1
+    fi
+    printf 'fuzz %-18s %s\n' "$t" "$(grep -m1 '^Done ' "$log")"
+  done
+}
 
 # The emulator as a product: cargo install, the installed binary, its admin API.
 stage_emulator() { bash emulator/tests/product.sh "$test_dir/emulator"; }
@@ -258,6 +300,55 @@ stage_cross_vendored() {
 stage_readme() { bash scripts/readme-test.sh "$test_dir/readme"; }
 
 stage_demo() { bash scripts/demo.sh; }
+
+# GStreamer for examples-c/gst-viewer and the media master (Debian's python3 runs the master: it
+# needs PyGObject, websockets and botocore from the same distribution). iproute2 for the test's
+# network namespace.
+media_pkgs=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+            gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+            gstreamer1.0-nice libjson-glib-dev python3 python3-gi gir1.2-gstreamer-1.0
+            gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 python3-websockets
+            python3-botocore iproute2 util-linux)
+
+# Live video: the installed library + examples-c/gst-viewer, the emulator relaying to the media
+# master (tests/media), in a network namespace of their own; five scenarios (tests/media/media_test.py).
+stage_media() {
+  kvs_build_emulator >/dev/null
+  local dir="$test_dir/media"
+  rm -rf "$dir"
+  cmake -S . -B "$dir/lib" -DCMAKE_BUILD_TYPE=Release -DKVS_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$dir/lib" >/dev/null
+  cmake --install "$dir/lib" --prefix "$dir/prefix" >/dev/null
+  cmake -S examples-c/gst-viewer -B "$dir/gst-viewer" -DCMAKE_BUILD_TYPE=Release \
+    "-DCMAKE_PREFIX_PATH=$dir/prefix" -DKVS_EXAMPLES_WERROR=ON >/dev/null
+  cmake --build "$dir/gst-viewer" >/dev/null
+  timeout 600 bash tests/media/run.sh "$dir/gst-viewer/gst-viewer" "$emulator" "$dir/run"
+  # The reconnect paths again with AddressSanitizer + UBSan on the example (its receive thread,
+  # locks and hand-over to the main loop); GStreamer's own allocations are not leak-checked.
+  cmake -S examples-c/gst-viewer -B "$dir/gst-viewer-asan" -DCMAKE_BUILD_TYPE=Debug \
+    "-DCMAKE_PREFIX_PATH=$dir/prefix" -DKVS_EXAMPLES_WERROR=ON \
+    "-DCMAKE_C_FLAGS=-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+    >/dev/null
+  cmake --build "$dir/gst-viewer-asan" >/dev/null
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout 300 bash tests/media/run.sh \
+    "$dir/gst-viewer-asan/gst-viewer" "$emulator" "$dir/run-asan" go-away tcp-drop
+}
+
+# Close, shutdown and reconnect racing blocked and busy calls on one handle
+# (src/ffi/handle_stress_tests.rs), 200 iterations each, under AddressSanitizer and
+# ThreadSanitizer: nightly with std rebuilt instrumented, one target dir per sanitizer.
+stage_sanitize() {
+  local host san
+  host="$(rustc -vV | sed -n 's/^host: //p')"
+  for san in address thread; do
+    kvs_log "sanitizer: $san"
+    RUSTFLAGS="-Zsanitizer=$san" KVS_STRESS_ITERATIONS=200 \
+      ASAN_OPTIONS=detect_leaks=1 TSAN_OPTIONS=halt_on_error=1 \
+      timeout 1200 cargo +nightly test -Zbuild-std --target "$host" \
+      --target-dir "${CARGO_TARGET_DIR:-$KVS_ROOT/target}/sanitize-$san" \
+      -p kvs-viewer --lib ffi::handle::stress_tests -- --nocapture
+  done
+}
 
 # ---------------------------------------------------------------------------------------------
 

@@ -52,6 +52,9 @@ pub struct Stats {
     pub waiting_receivers: u32,
     /// Successful `reconnect` calls.
     pub reconnects: u64,
+    /// Messages skipped because their payload was larger than `max_message_len` (also
+    /// counted in `frames_skipped`). They never block the queue.
+    pub messages_oversized: u64,
 }
 
 struct Outgoing {
@@ -227,6 +230,7 @@ impl Link {
         let setup =
             |e: io::Error| Error::new(ErrorKind::Internal, format!("connection setup: {e}"));
         let tcp = ws.get_ref().get_ref().tcp();
+        transport::detect_dead_peer(tcp, self.config.dead_peer_bound()).map_err(setup)?;
         tcp.set_read_timeout(None).map_err(setup)?;
         tcp.set_write_timeout(None).map_err(setup)?;
         tcp.set_nonblocking(true).map_err(setup)?;
@@ -235,6 +239,9 @@ impl Link {
             shared: shared.clone(),
             ping_interval: self.config.ping_interval,
             close_timeout: self.config.connect_timeout,
+            max_message_len: self.config.max_message_len,
+            pong_timeout: self.config.pong_deadline(),
+            unflushed: Vec::new(),
             last_heard: Instant::now(),
             ping_sent_at: None,
             closing_since: None,
@@ -386,6 +393,9 @@ impl Viewer {
             if let Some(end) = &state.ended {
                 return Err(end.error());
             }
+            if state.close_requested {
+                return Err(EndReason::ClosedByApp.error());
+            }
             let left = match deadline {
                 None => None,
                 Some(deadline) => {
@@ -430,6 +440,16 @@ impl Viewer {
     /// Why the connection ended, if it has.
     pub fn ended(&self) -> Option<Error> {
         self.shared.lock().ended.as_ref().map(EndReason::error)
+    }
+
+    /// Ends the connection from any thread, without waiting: the connection thread sends a
+    /// close frame; a blocked or later `recv` returns `Closed` once the messages already
+    /// received are taken, and later sends fail. Idempotent. `close` (or `reconnect`) still
+    /// joins the thread.
+    pub fn request_close(&self) {
+        self.shared.lock().close_requested = true;
+        self.shared.wake();
+        self.shared.arrived.notify_all();
     }
 
     /// Sends a close frame (so the service frees the viewer slot at once), waits for the
@@ -525,6 +545,12 @@ struct Connection {
     closing_since: Option<Instant>,
     /// The server's close frame (code, reason), once it sent one.
     server_close: Option<(u16, String)>,
+    /// Largest payload delivered; larger ones are skipped and counted.
+    max_message_len: usize,
+    /// How long a keepalive ping may go unanswered.
+    pong_timeout: Duration,
+    /// Senders of frames written but not yet flushed to the socket.
+    unflushed: Vec<SyncSender<Result<()>>>,
 }
 
 /// What the timers ask of the loop.
@@ -539,6 +565,10 @@ impl Connection {
     fn run(mut self) {
         let reason = self.serve();
         let error = reason.error();
+        // Frames tungstenite still held never reached the socket: their senders learn it.
+        for done in self.unflushed.drain(..) {
+            let _ = done.send(Err(error.clone()));
+        }
         let mut state = self.shared.lock();
         for out in state.outbound.drain(..) {
             let _ = out.done.send(Err(error.clone()));
@@ -588,21 +618,29 @@ impl Connection {
         };
         for out in batch {
             match self.ws.write(WsMessage::text(out.frame)) {
-                // A full socket buffer: tungstenite keeps the frame and the flush (now, or once
-                // poll reports the socket writable) sends it.
                 Err(e) if !is_would_block(&e) => {
                     let e = ws_error(e, &self.server_close);
                     let _ = out.done.send(Err(e.clone()));
                     return Err(e);
                 }
-                _ => {
-                    // Counted before the caller is released, so stats never lag a send.
-                    self.shared.lock().stats.frames_sent += 1;
-                    let _ = out.done.send(Ok(()));
-                }
+                // Written, or kept by tungstenite behind a full socket buffer: the caller is
+                // released once a flush has handed it to the socket, never before.
+                _ => self.unflushed.push(out.done),
             }
         }
         Ok(close_requested)
+    }
+
+    /// Everything written so far reached the socket: release those senders.
+    fn acknowledge_flushed(&mut self) {
+        if self.unflushed.is_empty() {
+            return;
+        }
+        // Counted before the callers are released, so stats never lag a send.
+        self.shared.lock().stats.frames_sent += self.unflushed.len() as u64;
+        for done in self.unflushed.drain(..) {
+            let _ = done.send(Ok(()));
+        }
     }
 
     /// Sends our close frame, once.
@@ -638,7 +676,10 @@ impl Connection {
     /// still waiting for the socket to become writable.
     fn flush(&mut self) -> std::result::Result<bool, EndReason> {
         match self.ws.flush() {
-            Ok(()) => Ok(false),
+            Ok(()) => {
+                self.acknowledge_flushed();
+                Ok(false)
+            }
             Err(e) if is_would_block(&e) => Ok(true),
             Err(_) if self.closing_since.is_some() => Err(EndReason::ClosedByApp),
             Err(e) => Err(EndReason::Failed(ws_error(e, &self.server_close))),
@@ -667,14 +708,14 @@ impl Connection {
             return Ok(Next::Sleep(idle_wait));
         }
         match self.ping_sent_at {
-            Some(at) if now - at >= self.ping_interval => Err(EndReason::Failed(Error::closed(
+            Some(at) if now - at >= self.pong_timeout => Err(EndReason::Failed(Error::closed(
                 None,
                 format!(
                     "connection lost: no answer to a keepalive ping within {:?}",
-                    self.ping_interval
+                    self.pong_timeout
                 ),
             ))),
-            Some(at) => Ok(Next::Sleep(self.ping_interval - (now - at))),
+            Some(at) => Ok(Next::Sleep(self.pong_timeout - (now - at))),
             None if now - self.last_heard >= self.ping_interval => {
                 // Counted before the write, so the count never lags what the peer saw.
                 self.shared.lock().stats.pings_sent += 1;
@@ -717,6 +758,16 @@ impl Connection {
         let mut state = self.shared.lock();
         state.stats.frames_received += 1;
         match decoded {
+            Ok(Some(message)) if message.payload.len() > self.max_message_len => {
+                state.stats.frames_skipped += 1;
+                state.stats.messages_oversized += 1;
+                state.stats.last_skip_reason = Some(format!(
+                    "{} with a {}-byte payload, over max_message_len {}",
+                    message.message_type.name(),
+                    message.payload.len(),
+                    self.max_message_len
+                ));
+            }
             Ok(Some(message)) => {
                 state.inbound.push_back(message);
                 drop(state);
