@@ -377,6 +377,7 @@ fn message_type_to_c(t: MessageType) -> KvsMessageType {
         MessageType::StatusResponse => KVS_MSG_STATUS_RESPONSE,
         MessageType::GoAway => KVS_MSG_GO_AWAY,
         MessageType::ReconnectIceServer => KVS_MSG_RECONNECT_ICE_SERVER,
+        MessageType::Reconnected => KVS_MSG_RECONNECTED,
     }
 }
 
@@ -392,6 +393,7 @@ pub(crate) fn message_type_name(t: i32) -> &'static CStr {
         MessageType::StatusResponse => c"STATUS_RESPONSE",
         MessageType::GoAway => c"GO_AWAY",
         MessageType::ReconnectIceServer => c"RECONNECT_ICE_SERVER",
+        MessageType::Reconnected => c"RECONNECTED",
     }
 }
 
