@@ -379,10 +379,6 @@ fn supervise(link: &Arc<Link>, shared: &Arc<Shared>, mut conn: Connection) {
             Err(e) => return finish(shared, EndReason::Failed(e), Vec::new()),
         };
         reconnected(shared, !manual);
-        if manual {
-            shared.lock().reconnect_result = Some(Ok(()));
-            shared.arrived.notify_all();
-        }
     }
 }
 
@@ -453,6 +449,8 @@ fn disconnected(shared: &Shared, reason: String) {
 fn reconnected(shared: &Shared, announce: bool) {
     let mut state = shared.lock();
     state.stats.reconnects += 1;
+    // For a `reconnect` caller waiting (it clears this before asking).
+    state.reconnect_result = Some(Ok(()));
     if announce {
         state.inbound.push_back(Message {
             message_type: MessageType::Reconnected,
