@@ -492,8 +492,9 @@ impl Viewer {
     /// once (the official C SDK never corrects the WSS URL).
     pub fn connect(config: &ViewerConfig) -> Result<Viewer> {
         let given_endpoint = config.validate()?;
-        let deadline = Deadline::after(config.connect_timeout);
         let connector = transport::connector_for(config.ca_file.as_deref())?;
+        // The bound covers the network, not loading the trust store (once per process).
+        let deadline = Deadline::after(config.connect_timeout);
         let clock = Arc::new(Clock::new());
         let control = ControlPlane::new(config, connector.clone(), clock.clone())?;
         let channel_arn = if config.channel_arn.is_empty() {
