@@ -58,3 +58,7 @@ pub use ice::{IceServer, MAX_ICE_STRING_LEN, MAX_TURN_SERVERS, MAX_URIS_PER_SERV
 pub use session::{Stats, Viewer};
 pub use sigv4::Credentials;
 pub mod ffi;
+#[doc(hidden)]
+pub mod fuzzing;
+pub(crate) mod ice_uri;
+pub(crate) mod payload;

@@ -77,7 +77,7 @@ pub(crate) struct Outgoing {
 /// What the app asked the I/O thread to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stop {
-    /// `close` / `shutdown`: end for good.
+    /// `close` / `request_close`: end for good.
     Close,
     /// `reconnect`: close this connection and open the next one now.
     Reconnect,
@@ -156,7 +156,7 @@ impl Shared {
 /// Why the viewer is disconnected for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum EndReason {
-    /// `close` (or `shutdown`) asked for it and the close handshake completed.
+    /// `close` (or `request_close`) asked for it and the close handshake completed.
     ClosedByApp,
     /// The server, the network or a failure ended it, and no reconnect followed.
     Failed(Error),
@@ -549,10 +549,8 @@ impl Viewer {
         let mut thread = self.io_thread.lock().unwrap_or_else(|p| p.into_inner());
         {
             let mut state = self.shared.lock();
-            if state.stop == Some(Stop::Close) {
-                return Err(Error::closed(None, "the viewer is closing"));
-            }
-            if state.ended.is_none() {
+            // After `request_close` the thread is ending: wait for it below, then revive.
+            if state.ended.is_none() && state.stop != Some(Stop::Close) {
                 // The I/O thread is up: it reconnects, we wait for its answer.
                 state.reconnect_result = None;
                 state.stop = Some(Stop::Reconnect);
@@ -680,7 +678,7 @@ impl Viewer {
                 return Err(end.error());
             }
             if state.stop == Some(Stop::Close) {
-                return Err(Error::closed(None, "the viewer is shutting down"));
+                return Err(EndReason::ClosedByApp.error());
             }
             let left = match deadline {
                 None => None,
@@ -728,10 +726,11 @@ impl Viewer {
         self.shared.lock().ended.as_ref().map(EndReason::error)
     }
 
-    /// Ends the connection from any thread, at once: calls blocked in `recv` or `send`
-    /// return `Closed`, later ones too, and no reconnect follows. The viewer stays valid
-    /// until `close` (which waits for the close handshake). Idempotent.
-    pub fn shutdown(&self) {
+    /// Ends the connection from any thread, without waiting: the I/O thread sends a close
+    /// frame and no reconnect follows; a blocked or later `recv` returns `Closed` once the
+    /// messages already received are taken, and blocked or later sends fail. Idempotent. The
+    /// viewer stays valid: `close` joins the thread, `reconnect` starts a new connection.
+    pub fn request_close(&self) {
         {
             let mut state = self.shared.lock();
             if state.stop == Some(Stop::Close) {
@@ -759,7 +758,7 @@ impl Viewer {
             return Ok(());
         };
         let already_ended = self.shared.lock().ended.is_some();
-        self.shutdown();
+        self.request_close();
         // The thread bounds the close handshake by the connect timeout itself.
         if thread.join().is_err() {
             return Err(Error::internal("the connection thread panicked"));

@@ -16,8 +16,9 @@ USAGE:
 
 Once ready, writes PATH (atomically) with shell-sourceable KEY=VALUE lines: AWS_REGION,
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (only with --session-token),
-KVS_CHANNEL_NAME, KVS_CHANNEL_ARN, KVS_CONTROL_PLANE_URL, KVS_WSS_ENDPOINT, KVS_HTTPS_ENDPOINT,
-KVS_CA_FILE, KVS_CLIENT_ID, KVS_EMULATOR_ADMIN_URL, KVS_EMULATOR_EVENT_LOG, KVS_EMULATOR_PID.
+KVS_CHANNEL_NAME, KVS_CHANNEL_ARN, KVS_CONTROL_PLANE_URL, KVS_WSS_ENDPOINT, KVS_MASTER_WSS_ENDPOINT,
+KVS_HTTPS_ENDPOINT, KVS_CA_FILE, KVS_CLIENT_ID, KVS_EMULATOR_ADMIN_URL, KVS_EMULATOR_EVENT_LOG,
+KVS_EMULATOR_HOSTS (only with advertised names), KVS_EMULATOR_PID.
 Without --env-file the lines go to stdout. Exits after --max-seconds, on SIGTERM and on SIGINT.
 
 OPTIONS:
@@ -25,6 +26,15 @@ OPTIONS:
     --max-seconds N              Exit by itself after N seconds (default 600; 0 = never)
     --port N                     TLS port (default 0 = a free port)
     --admin-port N               Admin HTTP port (default 0 = a free port)
+    --bind ADDR                  Address both listeners bind to (default 127.0.0.1)
+    --advertise-host NAME        Advertise host names instead of the bind address: control plane
+                                 NAME, HTTPS r-<hex>.NAME, viewer WSS v-<hex>.NAME, master WSS
+                                 m-<hex>.NAME (no port when --port is 443); the certificate covers
+                                 NAME and *.NAME; the names are in KVS_EMULATOR_HOSTS
+    --advertise-control-host H   Override the advertised control-plane host
+    --advertise-https-host H     Override the advertised HTTPS (GetIceServerConfig) host
+    --advertise-viewer-host H    Override the advertised viewer WSS host
+    --advertise-master-host H    Override the advertised master WSS host
     --region R                   Region (default us-west-2)
     --channel NAME               Pre-created channel name (default demo-channel)
     --account-id ID              Account id in ARNs (default 123456789012)
@@ -48,8 +58,21 @@ OPTIONS:
     --handshake-delay-ms N       Delay every WebSocket upgrade answer by N ms
     --fail OP:STATUS:TYPE[:COUNT]
                                  Answer the next COUNT (default 1) OP requests with STATUS/TYPE;
-                                 OP = Connect|Describe|GetEndpoint|GetIceConfig|CreateChannel|Any
+                                 OP = Connect|Describe|GetEndpoint|GetIceConfig|CreateChannel|
+                                 ListChannels|DeleteChannel|UpdateChannel|TagResource|
+                                 UntagResource|ListTags|Any
                                  (may be repeated), e.g. --fail Connect:503:ServiceUnavailableException:2
+    --limit-connect-tps N        ConnectAsViewer/ConnectAsMaster calls per second per channel
+                                 (service quota 3; default unlimited) -> ClientLimitExceededException
+    --limit-sdp-tps N            SDP offers/answers per second per connection (service: 5)
+    --limit-ice-tps N            ICE candidates per second per connection (service: 20)
+    --limit-describe-tps N       DescribeSignalingChannel calls per second per channel (service: 5)
+    --service-limits             All four at the service's values (3, 5, 20, 5)
+    --close-on-presign-expiry    Close a connection once its presigned URL expires (the service
+                                 checks the URL only at the upgrade; off by default)
+    --fault JSON                 Inject this fault (admin API JSON) at start (may be repeated)
+    --fault-at MS:JSON           Inject this fault MS milliseconds after start (may be repeated),
+                                 e.g. --fault-at '5000:{\"ServerDown\":{\"ms\":20000}}'
     --accept-host-without-port   Also accept signatures over the Host without its port
     --error-type-suffix S        Append ':S' to x-amzn-ErrorType values
     --tls-cert PEM               Use this server certificate (with --tls-key) instead of a fresh CA
@@ -75,6 +98,12 @@ fn parse_operation(s: &str) -> Result<Operation, String> {
         "GetEndpoint" => Operation::GetEndpoint,
         "GetIceConfig" => Operation::GetIceConfig,
         "CreateChannel" => Operation::CreateChannel,
+        "ListChannels" => Operation::ListChannels,
+        "DeleteChannel" => Operation::DeleteChannel,
+        "UpdateChannel" => Operation::UpdateChannel,
+        "TagResource" => Operation::TagResource,
+        "UntagResource" => Operation::UntagResource,
+        "ListTags" => Operation::ListTags,
         "Any" => Operation::Any,
         _ => return Err(format!("unknown operation '{s}'")),
     })
@@ -85,6 +114,12 @@ struct Cli {
     env_file: Option<PathBuf>,
     max_seconds: u64,
     faults: Vec<Fault>,
+    /// (milliseconds after start, fault), in the order given.
+    scheduled: Vec<(u64, Fault)>,
+}
+
+fn parse_fault(flag: &str, json: &str) -> Result<Fault, String> {
+    serde_json::from_str(json).map_err(|e| format!("{flag}: '{json}' is not a fault: {e}"))
 }
 
 fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
@@ -92,6 +127,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
     let mut env_file = None;
     let mut max_seconds = 600u64;
     let mut faults = Vec::new();
+    let mut scheduled = Vec::new();
     let mut akid: Option<String> = None;
     let mut secret: Option<String> = None;
     let mut session = false;
@@ -123,6 +159,31 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
             "--max-seconds" => max_seconds = num(&flag, val())?,
             "--port" => cfg.port = num(&flag, val())?,
             "--admin-port" => cfg.admin_port = num(&flag, val())?,
+            "--bind" => {
+                let v = val().ok_or("--bind needs a value")?;
+                cfg.bind = v
+                    .parse()
+                    .map_err(|_| format!("--bind: '{v}' is not an IP address"))?;
+            }
+            "--advertise-host" => {
+                cfg.advertise_host = Some(val().ok_or("--advertise-host needs a value")?)
+            }
+            "--advertise-control-host" => {
+                cfg.advertise_control_host =
+                    Some(val().ok_or("--advertise-control-host needs a value")?)
+            }
+            "--advertise-https-host" => {
+                cfg.advertise_https_host =
+                    Some(val().ok_or("--advertise-https-host needs a value")?)
+            }
+            "--advertise-viewer-host" => {
+                cfg.advertise_viewer_host =
+                    Some(val().ok_or("--advertise-viewer-host needs a value")?)
+            }
+            "--advertise-master-host" => {
+                cfg.advertise_master_host =
+                    Some(val().ok_or("--advertise-master-host needs a value")?)
+            }
             "--region" => cfg.region = val().ok_or("--region needs a value")?,
             "--channel" => cfg.channel_name = val().ok_or("--channel needs a value")?,
             "--account-id" => cfg.account_id = val().ok_or("--account-id needs a value")?,
@@ -170,6 +231,29 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
                         None => 1,
                     },
                 });
+            }
+            "--close-on-presign-expiry" => cfg.close_on_presign_expiry = true,
+            "--limit-connect-tps" => cfg.limit_connect_tps = Some(num(&flag, val())?),
+            "--limit-sdp-tps" => cfg.limit_sdp_tps = Some(num(&flag, val())?),
+            "--limit-ice-tps" => cfg.limit_ice_tps = Some(num(&flag, val())?),
+            "--limit-describe-tps" => cfg.limit_describe_tps = Some(num(&flag, val())?),
+            "--service-limits" => {
+                cfg.limit_connect_tps = Some(3);
+                cfg.limit_sdp_tps = Some(5);
+                cfg.limit_ice_tps = Some(20);
+                cfg.limit_describe_tps = Some(5);
+            }
+            "--fault" => {
+                let v = val().ok_or("--fault needs a JSON fault")?;
+                faults.push(parse_fault("--fault", &v)?);
+            }
+            "--fault-at" => {
+                let v = val().ok_or("--fault-at needs MS:JSON")?;
+                let (ms, json) = v
+                    .split_once(':')
+                    .ok_or_else(|| format!("--fault-at: '{v}' is not MS:JSON"))?;
+                let ms: u64 = num("--fault-at MS", Some(ms.to_string()))?;
+                scheduled.push((ms, parse_fault("--fault-at", json)?));
             }
             "--accept-host-without-port" => cfg.accept_host_without_port = true,
             "--error-type-suffix" => {
@@ -221,6 +305,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
         env_file,
         max_seconds,
         faults,
+        scheduled,
     }))
 }
 
@@ -280,9 +365,19 @@ fn main() -> ExitCode {
         env.ca_file.display(),
         env.event_log.display()
     );
-    let deadline =
-        (cli.max_seconds > 0).then(|| Instant::now() + Duration::from_secs(cli.max_seconds));
+    let started = Instant::now();
+    let deadline = (cli.max_seconds > 0).then(|| started + Duration::from_secs(cli.max_seconds));
+    let mut scheduled = cli.scheduled;
+    scheduled.sort_by_key(|(ms, _)| *ms);
+    let mut scheduled = scheduled.into_iter().peekable();
     let why = loop {
+        while let Some((_, f)) =
+            scheduled.next_if(|(ms, _)| started.elapsed() >= Duration::from_millis(*ms))
+        {
+            if let Err(e) = emu.inject(f) {
+                eprintln!("kvs-signaling-emulator: scheduled fault: {e}");
+            }
+        }
         if stop.load(Ordering::SeqCst) {
             break "signal";
         }
