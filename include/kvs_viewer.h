@@ -393,11 +393,49 @@ typedef struct KvsViewerConfig {
    */
   const char *control_plane_url;
   /**
-   * Keepalive: a WebSocket ping after this much silence, and the connection is reported
-   * lost (`KVS_ERR_CLOSED`) when the ping gets no answer within the same time; 0 = 30000 ms.
+   * Keepalive: a WebSocket ping after this much silence from the server; the peer is
+   * declared dead when it gets no answer within `pong_timeout_ms`; 0 = 10000 ms (0.1: 30000).
    * Shorter keeps NAT mappings of cellular links alive. (Appended in 0.1.)
    */
   uint32_t ping_interval_ms;
+  /**
+   * How long a keepalive ping may go unanswered; 0 = 5000 ms; never more than
+   * `ping_interval_ms`. (Appended in 0.2.)
+   */
+  uint32_t pong_timeout_ms;
+  /**
+   * Bound of `kvs_viewer_send` waiting for the connection (also while it reconnects);
+   * 0 = 5000 ms. (Appended in 0.2.)
+   */
+  uint32_t send_timeout_ms;
+  /**
+   * Largest received payload delivered, in bytes; a larger message is skipped and counted,
+   * never queued; 0 = `KVS_MAX_PAYLOAD_LEN`. (Appended in 0.2.)
+   */
+  uint32_t max_message_len;
+  /**
+   * Nonzero turns automatic reconnect off (0.1 behaviour: every end of the connection is
+   * reported); 0 = reconnect by itself, announced by `KVS_MSG_RECONNECTED`. (Appended in 0.2.)
+   */
+  uint32_t disable_auto_reconnect;
+  /**
+   * Reconnect attempt n waits a random time in [0, min(cap, base * 2^n)); 0 = 100 ms.
+   * (Appended in 0.2.)
+   */
+  uint32_t reconnect_backoff_base_ms;
+  /**
+   * See `reconnect_backoff_base_ms`; 0 = 10000 ms. (Appended in 0.2.)
+   */
+  uint32_t reconnect_backoff_cap_ms;
+  /**
+   * Give up reconnecting after this many failed attempts in a row (`recv` then reports the
+   * last failure); 0 = never. (Appended in 0.2.)
+   */
+  uint32_t reconnect_max_attempts;
+  /**
+   * Give up reconnecting after this long without success; 0 = never. (Appended in 0.2.)
+   */
+  uint32_t reconnect_max_duration_ms;
   /**
    * AWS IoT credentials provider, `https://host[:port]`: the account's
    * `…credentials.iot.<region>.amazonaws.com` (`aws iot describe-endpoint --endpoint-type
