@@ -25,6 +25,9 @@ pub(crate) enum End {
     Stopped { stop: Stop, error: Option<Error> },
     /// The service sent `GO_AWAY`: the connection still works; open the next one first.
     GoAway,
+    /// The credentials that signed this connection are due for a refresh: open the next one
+    /// first, signed anew, as for `GO_AWAY`.
+    Renew,
     /// The server, the network or a failure ended it.
     Lost(Error),
 }
@@ -60,6 +63,8 @@ pub(crate) struct Connection {
     /// succeeds, and their senders are released only then.
     held: Vec<Outgoing>,
     go_away: bool,
+    /// When to hand over to a connection signed with fresh credentials.
+    renew_at: Option<Instant>,
     ice_refresh_asked: bool,
     refresh_ice: Option<Box<dyn Fn() + Send>>,
 }
@@ -92,6 +97,7 @@ impl Connection {
             server_close: None,
             held: Vec::new(),
             go_away: false,
+            renew_at: None,
             ice_refresh_asked: false,
             refresh_ice: None,
         })
@@ -101,6 +107,13 @@ impl Connection {
     /// fail.
     pub(crate) fn take_held(&mut self) -> Vec<Outgoing> {
         std::mem::take(&mut self.held)
+    }
+
+    /// Hands over (`End::Renew`) at `at`; only with automatic reconnect, which does the hand-over.
+    pub(crate) fn renew_at(&mut self, at: Instant) {
+        if self.hand_over_on_go_away {
+            self.renew_at = Some(at);
+        }
     }
 
     /// What to run (without blocking) when the service sends `RECONNECT_ICE_SERVER`.
@@ -127,13 +140,20 @@ impl Connection {
                 self.go_away = false;
                 return End::GoAway;
             }
+            if self.closing_since.is_none() && self.renew_at.is_some_and(|t| Instant::now() >= t) {
+                self.renew_at = None;
+                return End::Renew;
+            }
             if std::mem::take(&mut self.ice_refresh_asked) {
                 if let Some(refresh) = &self.refresh_ice {
                     refresh();
                 }
             }
             let wait = match self.timers() {
-                Ok(Next::Sleep(wait)) => wait,
+                Ok(Next::Sleep(wait)) => match self.renew_at {
+                    Some(at) => wait.min(at.saturating_duration_since(Instant::now())),
+                    None => wait,
+                },
                 Ok(Next::Flush) => continue,
                 Err(end) => return end,
             };

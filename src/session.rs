@@ -39,6 +39,9 @@ const IO_THREAD_STACK: usize = 256 * 1024;
 /// Reconnect attempts that find the endpoint gone (404) or unreachable before the endpoints
 /// are discovered again (when they were discovered in the first place).
 const REDISCOVER_AFTER: u32 = 3;
+/// A renewal whose new connection failed is tried again after this long (the old connection
+/// keeps serving meanwhile).
+const RENEW_RETRY: Duration = Duration::from_secs(5);
 
 /// Counters a firmware engineer can log to see what the connection went through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -303,6 +306,14 @@ fn spawn(link: &Arc<Link>, shared: &Arc<Shared>, ws: WebSocket<Stream>) -> Resul
 
 fn connection(link: &Arc<Link>, shared: &Arc<Shared>, ws: WebSocket<Stream>) -> Result<Connection> {
     let mut conn = Connection::new(ws, shared.clone(), &link.config)?;
+    // Credentials that expire (IoT, a callback, a session token): the connection they signed
+    // is replaced, make-before-break, when they are due for a refresh, not after they lapse.
+    if let Some(at) = link.config.credential_provider().refresh_at() {
+        let left = at - link.clock.now();
+        if left.is_positive() {
+            conn.renew_at(Instant::now() + left.unsigned_abs());
+        }
+    }
     let refresher = link.clone();
     conn.on_reconnect_ice_server(Box::new(move || {
         // On its own short-lived thread: the I/O thread never waits for the control plane.
@@ -326,18 +337,30 @@ fn supervise(link: &Arc<Link>, shared: &Arc<Shared>, mut conn: Connection) {
         // Whether `reconnect` asked for the next connection and waits for it.
         let mut manual = false;
         let next = match end {
-            End::GoAway => match link.open(&Deadline::after(link.config.connect_timeout)) {
-                // Make-before-break: the new connection is up; let the old one deliver what
-                // it still has, then close it. Sending moves over with the queue.
-                Ok(ws) => {
-                    conn.drain_and_close();
-                    disconnected(shared, "GO_AWAY".into());
-                    requeue(shared, conn.take_held());
-                    Ok(ws)
+            End::GoAway | End::Renew => {
+                match link.open(&Deadline::after(link.config.connect_timeout)) {
+                    // Make-before-break: the new connection is up; let the old one deliver
+                    // what it still has, then close it. Sending moves over with the queue.
+                    Ok(ws) => {
+                        conn.drain_and_close();
+                        let why = match end {
+                            End::Renew => "credentials due for a refresh",
+                            _ => "GO_AWAY",
+                        };
+                        disconnected(shared, why.into());
+                        requeue(shared, conn.take_held());
+                        Ok(ws)
+                    }
+                    // Keep the old one until it ends (the ordinary reconnect follows then);
+                    // a renewal is tried again a little later.
+                    Err(_) => {
+                        if matches!(end, End::Renew) {
+                            conn.renew_at(Instant::now() + RENEW_RETRY);
+                        }
+                        continue;
+                    }
                 }
-                // Keep the old one until it ends; the ordinary reconnect follows then.
-                Err(_) => continue,
-            },
+            }
             End::Stopped {
                 stop: Stop::Close,
                 error,

@@ -513,6 +513,71 @@ fn a_connected_viewer_keeps_working_across_credential_lifetimes() {
     );
 }
 
+/// With automatic reconnect (the default), nobody drops anything: each connection is replaced,
+/// make-before-break, when the credentials that signed it are due for a refresh (4 s
+/// credentials, refresh due within 2.4 s), announced by `Reconnected`, and the exchange goes on.
+#[test]
+fn connections_are_renewed_before_their_credentials_expire() {
+    let emu = Emulator::start(EmulatorConfig {
+        iot: Some(IotConfig {
+            credential_seconds: 4,
+            ..IotConfig::default()
+        }),
+        answer_candidates: 1,
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let provider = iot_provider(settings(&iot_env(&emu)));
+    let mut cfg = discovering_config(&emu, "renewed", Credentials::new("", "", None));
+    cfg.credential_source = Some(provider.clone());
+    let v = Viewer::connect(&cfg).expect("connects with IoT credentials");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut renewals = 0;
+    while renewals < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three renewals within 30 s"
+        );
+        match v.recv(Some(BOUND)) {
+            Ok(m) if m.message_type == MessageType::Reconnected => {
+                renewals += 1;
+                // The new connection works at once.
+                v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
+                    .unwrap();
+                // (A candidate of the previous offer may still be ahead of the answer.)
+                loop {
+                    let m = v
+                        .recv(Some(BOUND))
+                        .expect("an answer on the renewed connection");
+                    assert_ne!(m.message_type, MessageType::Reconnected, "renewed too soon");
+                    if m.message_type == MessageType::SdpAnswer {
+                        break;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("the connection must never be reported lost: {e}"),
+        }
+    }
+    v.close().unwrap();
+    // Every Connect was signed by issued, unexpired credentials (the emulator refuses others).
+    let issued = emu.iot_issued_credentials();
+    let connects: Vec<String> = emu
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "auth" && e["operation"] == "Connect")
+        .inspect(|e| assert_eq!(e["verdict"], "accepted", "{e}"))
+        .map(|e| e["access_key_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(connects.len() >= 4, "{connects:?}");
+    assert!(
+        connects
+            .iter()
+            .all(|k| issued.iter().any(|i| &i.access_key_id == k))
+    );
+}
+
 /// A provider that accepts the connection and never answers: the connect still ends within
 /// its own timeout (not the provider's 5 s), with a clear code naming the step.
 #[test]
