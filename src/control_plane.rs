@@ -20,6 +20,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use crate::backoff::{self, Backoff};
 use crate::clock::Clock;
 use crate::config::ViewerConfig;
 use crate::deadline::Deadline;
@@ -200,6 +201,8 @@ impl ControlPlane {
         let body = body.to_string().into_bytes();
         let path = format!("{}/{op}", base.path.trim_end_matches('/'));
         let mut retried_with: Option<i64> = None;
+        let mut backoff = Backoff::new(backoff::DEFAULT_BASE, backoff::DEFAULT_CAP);
+        let mut last_transient: Option<Error> = None;
         loop {
             let headers = signed_headers(
                 &self.credentials,
@@ -215,10 +218,21 @@ impl ControlPlane {
                 headers: &headers,
                 body: &body,
             };
-            let answer = self
-                .http
-                .send(base, &request, deadline)
-                .map_err(|e| with_retry_note(e, retried_with).in_step(step))?;
+            let answer = match self.http.send(base, &request, deadline) {
+                Ok(answer) => answer,
+                Err(e) if e.is_transient() && wait_before_retry(&mut backoff, deadline) => {
+                    last_transient = Some(e);
+                    continue;
+                }
+                // A retry cut short by the deadline: the failure that made us retry says more.
+                Err(e) if e.kind == ErrorKind::Timeout && last_transient.is_some() => {
+                    let last = last_transient.unwrap_or(e);
+                    return Err(retry_notes(last, retried_with, &backoff)
+                        .in_step(step)
+                        .with_note("the last attempt was cut by the connect timeout"));
+                }
+                Err(e) => return Err(retry_notes(e, retried_with, &backoff).in_step(step)),
+            };
             if (200..300).contains(&answer.status) {
                 return Ok(answer.body);
             }
@@ -244,15 +258,33 @@ impl ControlPlane {
                     continue;
                 }
             }
-            return Err(with_retry_note(error, retried_with).in_step(step));
+            if error.is_transient() && wait_before_retry(&mut backoff, deadline) {
+                last_transient = Some(error);
+                continue;
+            }
+            return Err(retry_notes(error, retried_with, &backoff).in_step(step));
         }
     }
 }
 
-fn with_retry_note(e: Error, retried_with: Option<i64>) -> Error {
-    match retried_with {
-        Some(offset) => e.in_step(&format!("retried with the server's clock, {offset} s off")),
-        None => e,
+/// Sleeps the next backoff wait if the deadline leaves room for it and another try.
+fn wait_before_retry(backoff: &mut Backoff, deadline: &Deadline) -> bool {
+    let wait = backoff.next_wait();
+    if wait >= deadline.left() {
+        return false;
+    }
+    std::thread::sleep(wait);
+    true
+}
+
+/// Says what was tried before the error: a corrected clock, transient failures.
+fn retry_notes(mut e: Error, retried_with: Option<i64>, backoff: &Backoff) -> Error {
+    if let Some(offset) = retried_with {
+        e = e.in_step(&format!("retried with the server's clock, {offset} s off"));
+    }
+    match backoff.attempts() {
+        0 => e,
+        n => e.in_step(&format!("{} attempts", n + 1)),
     }
 }
 

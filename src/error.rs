@@ -89,6 +89,12 @@ impl Error {
         self
     }
 
+    /// Appends a note in parentheses to the message.
+    pub(crate) fn with_note(mut self, note: &str) -> Self {
+        self.message = format!("{} ({note})", self.message);
+        self
+    }
+
     /// Builds the error for a non-success HTTP response of the service.
     ///
     /// The two 400s (`InvalidArgumentException`, `ClientLimitExceededException`) can only be
@@ -140,6 +146,24 @@ impl Error {
             error_type: name.map(str::to_owned),
             request_id: request_id.map(str::to_owned),
             close_code: None,
+        }
+    }
+}
+
+impl Error {
+    /// Worth retrying the same call after a wait: the network, throttling, or a server-side
+    /// failure (5xx, 429) — not a refusal that would come back the same.
+    pub(crate) fn is_transient(&self) -> bool {
+        match self.kind {
+            ErrorKind::Network | ErrorKind::ClientLimitExceeded => true,
+            ErrorKind::HttpStatus | ErrorKind::Service => {
+                self.http_status.is_some_and(|s| s >= 500 || s == 429)
+                    || matches!(
+                        self.error_type.as_deref(),
+                        Some("ThrottlingException" | "TooManyRequestsException" | "Throttling")
+                    )
+            }
+            _ => false,
         }
     }
 }
@@ -200,6 +224,26 @@ mod tests {
         ] {
             let e = Error::from_service_response(403, Some(name), None, None);
             assert_eq!(e.kind, ErrorKind::AccessDenied, "{name}");
+        }
+    }
+
+    #[test]
+    fn transient_failures() {
+        let svc = |status, name| Error::from_service_response(status, name, None, None);
+        assert!(svc(500, None).is_transient());
+        assert!(svc(503, Some("ServiceUnavailable")).is_transient());
+        assert!(svc(429, None).is_transient());
+        assert!(svc(400, Some("ClientLimitExceededException")).is_transient());
+        assert!(svc(400, Some("ThrottlingException")).is_transient());
+        assert!(Error::new(ErrorKind::Network, "reset").is_transient());
+        for lasting in [
+            svc(400, Some("InvalidArgumentException")),
+            svc(403, Some("AccessDeniedException")),
+            svc(404, None),
+            Error::new(ErrorKind::Timeout, "deadline"),
+            Error::new(ErrorKind::Tls, "untrusted"),
+        ] {
+            assert!(!lasting.is_transient(), "{lasting}");
         }
     }
 

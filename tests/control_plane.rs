@@ -157,30 +157,60 @@ fn an_arn_skips_describe_and_a_wss_endpoint_skips_discovery() {
 #[test]
 fn each_steps_service_errors_map_to_kinds_and_name_the_step() {
     let emu = start();
+    // (status, name, kind, transient: retried until the connect deadline)
     let cases = [
-        (400, "InvalidArgumentException", ErrorKind::InvalidArgument),
+        (
+            400,
+            "InvalidArgumentException",
+            ErrorKind::InvalidArgument,
+            false,
+        ),
         (
             400,
             "ClientLimitExceededException",
             ErrorKind::ClientLimitExceeded,
+            true,
         ),
-        (403, "AccessDeniedException", ErrorKind::AccessDenied),
+        (403, "AccessDeniedException", ErrorKind::AccessDenied, false),
         (
             404,
             "ResourceNotFoundException",
             ErrorKind::ResourceNotFound,
+            false,
         ),
-        (500, "", ErrorKind::HttpStatus),
-        (500, "InternalFailure", ErrorKind::Service),
+        (500, "", ErrorKind::HttpStatus, true),
+        (500, "InternalFailure", ErrorKind::Service, true),
     ];
     for (op, step) in [
         (Operation::Describe, "describe: "),
         (Operation::GetEndpoint, "get_endpoint: "),
         (Operation::GetIceConfig, "get_ice_config: "),
     ] {
-        for (status, name, kind) in cases {
-            fail_next(&emu, op, status, name, "injected");
-            let e = Viewer::connect(&discovering(&emu)).expect_err("must fail");
+        for (status, name, kind, transient) in cases {
+            // A transient failure fails the connect only if it lasts the whole deadline.
+            let fresh;
+            let (emu, count) = if transient {
+                fresh = start();
+                (&fresh, 1_000)
+            } else {
+                (&emu, 1)
+            };
+            inject(
+                emu,
+                Fault::FailNext {
+                    operation: op,
+                    status,
+                    error_type: name.into(),
+                    message: "injected".into(),
+                    count,
+                },
+            );
+            let mut config = discovering(emu);
+            config.connect_timeout = Duration::from_millis(800);
+            let e = Viewer::connect(&config).expect_err("must fail");
+            if transient {
+                assert!(e.message.contains(" attempts: "), "{e}");
+            }
             let what = format!("{op:?} {status} {name:?}: {e}");
             assert_eq!(e.kind, kind, "{what}");
             assert_eq!(e.http_status, Some(status), "{what}");
@@ -452,4 +482,45 @@ fn every_surface_corrects_the_one_clock() {
         assert_eq!(refused(), 2, "{secs}");
         v.close().unwrap();
     }
+}
+
+/// 5xx, throttling and 429 answers are retried with backoff inside the connect deadline.
+#[test]
+fn transient_failures_are_retried_within_the_deadline() {
+    let emu = start();
+    let fail = |operation, status, error_type: &str, count| {
+        inject(
+            &emu,
+            Fault::FailNext {
+                operation,
+                status,
+                error_type: error_type.into(),
+                message: "injected".into(),
+                count,
+            },
+        )
+    };
+    fail(Operation::Describe, 503, "", 3);
+    fail(Operation::GetEndpoint, 429, "", 2);
+    fail(
+        Operation::GetIceConfig,
+        400,
+        "ClientLimitExceededException",
+        1,
+    );
+    fail(Operation::GetIceConfig, 500, "InternalFailure", 1);
+    let started = Instant::now();
+    let v = Viewer::connect(&discovering(&emu)).expect("transient failures are retried");
+    println!(
+        "connected after 7 injected failures in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(calls(&emu, Operation::Describe), 4);
+    assert_eq!(calls(&emu, Operation::GetEndpoint), 3);
+    assert_eq!(calls(&emu, Operation::GetIceConfig), 3);
+    // A refresh is retried the same way.
+    fail(Operation::GetIceConfig, 502, "", 2);
+    assert_eq!(v.refresh_ice_servers().unwrap().len(), 3);
+    assert_eq!(calls(&emu, Operation::GetIceConfig), 6);
+    v.close().unwrap();
 }
