@@ -36,6 +36,7 @@ mod clock;
 mod config;
 mod control_plane;
 mod deadline;
+mod diag;
 mod envelope;
 mod error;
 mod http;
@@ -50,6 +51,7 @@ pub use config::{
     DEFAULT_SEND_TIMEOUT, MIN_PING_INTERVAL, ViewerConfig,
 };
 pub use control_plane::{ChannelInfo, Endpoints};
+pub use diag::{CauseCounts, Disconnect, DisconnectCause, MessageCounts};
 pub use envelope::{MAX_ENCODED_PAYLOAD, MAX_PAYLOAD, Message, MessageType, StatusResponse};
 pub use error::{Error, ErrorKind, Result};
 pub use ice::{IceServer, MAX_ICE_STRING_LEN, MAX_TURN_SERVERS, MAX_URIS_PER_SERVER};

@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use native_tls::TlsConnector;
 use tungstenite::protocol::CloseFrame;
@@ -23,6 +23,7 @@ use crate::clock::Clock;
 use crate::config::ViewerConfig;
 use crate::control_plane::{ChannelDirectory, ControlPlane, Endpoints};
 use crate::deadline::Deadline;
+use crate::diag::{self, CauseCounts, Disconnect, DisconnectCause, MessageCounts, Step, diag};
 use crate::envelope::{self, Message, MessageType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ice::IceServer;
@@ -52,10 +53,31 @@ pub struct Stats {
     pub waiting_receivers: u32,
     /// Successful `reconnect` calls.
     pub reconnects: u64,
+    /// Messages handed to the socket, by type.
+    pub sent: MessageCounts,
+    /// Messages received and queued for `recv`, by type.
+    pub received: MessageCounts,
+    /// Bytes of WebSocket messages sent (frame payloads; TLS and framing not counted).
+    pub bytes_sent: u64,
+    /// Bytes of WebSocket messages received, skipped frames included.
+    pub bytes_received: u64,
+    /// Round trip of the last answered keepalive ping.
+    pub last_ping_rtt: Option<Duration>,
+    /// `reconnects` by the cause of the disconnect before them.
+    pub reconnects_by_cause: CauseCounts,
+    /// When the current connection opened (device clock); None while disconnected.
+    pub connected_since: Option<SystemTime>,
+    /// How long the current connection has been open; None while disconnected.
+    pub connected_for: Option<Duration>,
+    /// How the last connection ended, once one has.
+    pub last_disconnect: Option<Disconnect>,
+    /// TURN server sets fetched again after the first.
+    pub ice_refreshes: u64,
 }
 
 struct Outgoing {
     frame: String,
+    message_type: MessageType,
     done: SyncSender<Result<()>>,
 }
 
@@ -74,6 +96,8 @@ struct Shared {
     arrived: Condvar,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
+    /// When this connection opened, for `Stats::connected_*`.
+    opened_at: (Instant, SystemTime),
 }
 
 impl Shared {
@@ -92,6 +116,7 @@ impl Shared {
             arrived: Condvar::new(),
             wake_tx,
             wake_rx,
+            opened_at: (Instant::now(), SystemTime::now()),
         }))
     }
 
@@ -169,6 +194,8 @@ struct Link {
     clock: Arc<Clock>,
     /// The channel's ARN, endpoints and ICE servers, kept for refreshes and reconnects.
     channel: ChannelDirectory,
+    /// Names the viewer in log lines (its client id).
+    label: Arc<str>,
 }
 
 impl Link {
@@ -195,6 +222,14 @@ impl Link {
                     params: &params,
                 },
             );
+            diag!(
+                Trace,
+                Step::Connect,
+                "GET wss://{}{}?{}",
+                endpoint.host_header,
+                endpoint.path,
+                diag::query_for_log(&presigned.query)
+            );
             transport::open(endpoint, &self.connector, &presigned.query, deadline).map_err(
                 |mut r| {
                     // Service messages may quote the request; never let a credential through.
@@ -212,6 +247,14 @@ impl Link {
             rejection.server_date,
             &rejection.error.message,
         );
+        if let Some(offset) = retry {
+            diag!(
+                Info,
+                Step::Connect,
+                "the service refused the signature's time (HTTP 403); clock corrected to {offset:+} s \
+                 from the device clock, retrying"
+            );
+        }
         match retry {
             Some(offset) => open().map_err(|r| {
                 r.error.in_step(&format!(
@@ -230,6 +273,7 @@ impl Link {
         tcp.set_read_timeout(None).map_err(setup)?;
         tcp.set_write_timeout(None).map_err(setup)?;
         tcp.set_nonblocking(true).map_err(setup)?;
+        let label = self.label.clone();
         let conn = Connection {
             ws,
             shared: shared.clone(),
@@ -243,7 +287,10 @@ impl Link {
         std::thread::Builder::new()
             .name("kvs-viewer-io".into())
             .stack_size(IO_THREAD_STACK)
-            .spawn(move || conn.run())
+            .spawn(move || {
+                let _log = diag::viewer_scope(&label);
+                conn.run()
+            })
             .map_err(setup)
     }
 }
@@ -260,7 +307,38 @@ impl Viewer {
     /// whose `Date` shows the local clock is off, it corrects the viewer's clock and retries
     /// once (the official C SDK never corrects the WSS URL).
     pub fn connect(config: &ViewerConfig) -> Result<Viewer> {
+        let label: Arc<str> = Arc::from(config.client_id.as_str());
+        let _log = diag::viewer_scope(&label);
+        let started = Instant::now();
+        let connected = Viewer::open(config, label);
+        let ms = started.elapsed().as_millis();
+        match &connected {
+            Ok(v) => diag!(
+                Info,
+                Step::Connect,
+                "connected to wss://{}{} in {ms} ms",
+                v.link.endpoint.host_header,
+                v.link.endpoint.path
+            ),
+            Err(e) => diag!(Error, Step::Connect, "failed after {ms} ms: {e}"),
+        }
+        connected
+    }
+
+    fn open(config: &ViewerConfig, label: Arc<str>) -> Result<Viewer> {
         let given_endpoint = config.validate()?;
+        diag!(
+            Debug,
+            Step::Credentials,
+            "signing as access key id {} ({}), region {}",
+            diag::key_id_for_log(&config.credentials.access_key_id),
+            if config.credentials.session_token().is_some() {
+                "with a session token"
+            } else {
+                "no session token"
+            },
+            config.region
+        );
         let deadline = Deadline::after(config.connect_timeout);
         let connector = transport::connector_for(config.ca_file.as_deref())?;
         let clock = Arc::new(Clock::new());
@@ -289,6 +367,7 @@ impl Viewer {
             endpoint,
             clock,
             channel,
+            label,
         };
         let ws = link.open(&deadline)?;
         let shared = Shared::new(VecDeque::new(), Stats::default())?;
@@ -309,6 +388,26 @@ impl Viewer {
     /// messages) and `reconnect` may be called again; back off between attempts (the official
     /// SDKs wait 100 ms·2ⁿ, capped at 10 s, with full jitter).
     pub fn reconnect(&mut self) -> Result<()> {
+        let _log = diag::viewer_scope(&self.link.label);
+        let cause = match &*self.shared.lock() {
+            State {
+                ended: Some(_),
+                stats:
+                    Stats {
+                        last_disconnect: Some(d),
+                        ..
+                    },
+                ..
+            } => d.cause,
+            _ => DisconnectCause::App,
+        };
+        diag!(
+            Info,
+            Step::Reconnect,
+            "reconnecting (cause: {})",
+            cause.name()
+        );
+        let started = Instant::now();
         let _ = self.shutdown();
         let (kept, stats) = {
             let mut state = self.shared.lock();
@@ -324,13 +423,34 @@ impl Viewer {
             Ok((shared, thread)) => {
                 self.shared = shared;
                 self.io_thread = Some(thread);
-                self.shared.lock().stats.reconnects += 1;
+                {
+                    let mut state = self.shared.lock();
+                    state.stats.reconnects += 1;
+                    state.stats.reconnects_by_cause.add(cause);
+                }
+                diag!(
+                    Info,
+                    Step::Reconnect,
+                    "reconnected to wss://{}{} in {} ms (cause: {})",
+                    self.link.endpoint.host_header,
+                    self.link.endpoint.path,
+                    started.elapsed().as_millis(),
+                    cause.name()
+                );
                 Ok(())
             }
             Err(e) => {
-                let mut state = self.shared.lock();
-                state.inbound = kept;
-                state.ended = Some(EndReason::Failed(e.clone()));
+                {
+                    let mut state = self.shared.lock();
+                    state.inbound = kept;
+                    state.ended = Some(EndReason::Failed(e.clone()));
+                }
+                diag!(
+                    Warn,
+                    Step::Reconnect,
+                    "failed after {} ms: {e}",
+                    started.elapsed().as_millis()
+                );
                 Err(e)
             }
         }
@@ -355,7 +475,11 @@ impl Viewer {
             if state.close_requested {
                 return Err(Error::closed(None, "the viewer is closing"));
             }
-            state.outbound.push_back(Outgoing { frame, done });
+            state.outbound.push_back(Outgoing {
+                frame,
+                message_type,
+                done,
+            });
         }
         self.shared.wake();
         match result.recv_timeout(send_timeout) {
@@ -422,8 +546,17 @@ impl Viewer {
 
     /// Counters of the current connection and the ones before it.
     pub fn stats(&self) -> Stats {
-        let mut stats = self.shared.lock().stats.clone();
+        let mut stats = {
+            let state = self.shared.lock();
+            let mut stats = state.stats.clone();
+            if state.ended.is_none() {
+                stats.connected_since = Some(self.shared.opened_at.1);
+                stats.connected_for = Some(self.shared.opened_at.0.elapsed());
+            }
+            stats
+        };
         stats.clock_offset_s = self.link.clock.offset_s();
+        stats.ice_refreshes = self.link.channel.ice_refreshes();
         stats
     }
 
@@ -435,7 +568,21 @@ impl Viewer {
     /// Sends a close frame (so the service frees the viewer slot at once), waits for the
     /// server's reply within the connect timeout, and stops the connection thread.
     pub fn close(mut self) -> Result<()> {
-        self.shutdown()
+        let label = self.link.label.clone();
+        let _log = diag::viewer_scope(&label);
+        let closed = self.shutdown();
+        let stats = self.shared.lock().stats.clone();
+        let (sent, received) = (stats.sent.total(), stats.received.total());
+        match &closed {
+            Ok(()) => diag!(
+                Info,
+                Step::Close,
+                "closed ({sent} messages sent, {received} received, {} reconnects)",
+                stats.reconnects
+            ),
+            Err(e) => diag!(Warn, Step::Close, "closed without the server's answer: {e}"),
+        }
+        closed
     }
 
     fn shutdown(&mut self) -> Result<()> {
@@ -474,6 +621,7 @@ impl Viewer {
     /// None of the control-plane calls touch the connection thread: they may run while another
     /// thread is blocked in `recv` or `send`. Each is bounded by `connect_timeout`.
     pub fn endpoints(&self) -> Result<Endpoints> {
+        let _log = diag::viewer_scope(&self.link.label);
         self.link.channel.endpoints(&self.control_deadline())
     }
 
@@ -482,6 +630,7 @@ impl Viewer {
     /// within 30 s of the smallest TTL, so the credentials returned are always usable.
     /// Concurrent callers wait for one fetch.
     pub fn ice_servers(&self) -> Result<Vec<IceServer>> {
+        let _log = diag::viewer_scope(&self.link.label);
         self.link
             .channel
             .ice_servers(false, &self.control_deadline())
@@ -489,6 +638,7 @@ impl Viewer {
 
     /// Fetches the TURN servers now (e.g. on `RECONNECT_ICE_SERVER`) and returns the new list.
     pub fn refresh_ice_servers(&self) -> Result<Vec<IceServer>> {
+        let _log = diag::viewer_scope(&self.link.label);
         self.link
             .channel
             .ice_servers(true, &self.control_deadline())
@@ -539,13 +689,48 @@ impl Connection {
     fn run(mut self) {
         let reason = self.serve();
         let error = reason.error();
+        let cause = self.disconnect_cause(&reason);
         let mut state = self.shared.lock();
         for out in state.outbound.drain(..) {
             let _ = out.done.send(Err(error.clone()));
         }
+        state.stats.last_disconnect = Some(Disconnect {
+            cause,
+            close_code: self.server_close.as_ref().map(|(code, _)| *code),
+            kind: error.kind,
+        });
         state.ended = Some(reason);
         drop(state);
         self.shared.arrived.notify_all();
+        match cause {
+            DisconnectCause::App => diag!(Debug, Step::Close, "connection closed"),
+            _ => diag!(
+                Warn,
+                Step::Recv,
+                "connection ended ({}): {error}",
+                cause.name()
+            ),
+        }
+    }
+
+    /// Why the connection ended, for stats and lines.
+    fn disconnect_cause(&self, reason: &EndReason) -> DisconnectCause {
+        let e = match reason {
+            EndReason::ClosedByApp => return DisconnectCause::App,
+            EndReason::Failed(e) => e,
+        };
+        let ping_overdue = self
+            .ping_sent_at
+            .is_some_and(|at| !self.ping_interval.is_zero() && at.elapsed() >= self.ping_interval);
+        if self.server_close.is_some() {
+            DisconnectCause::ServerClose
+        } else if ping_overdue {
+            DisconnectCause::DeadPeer
+        } else if e.kind == ErrorKind::Protocol {
+            DisconnectCause::Protocol
+        } else {
+            DisconnectCause::Network
+        }
     }
 
     /// Runs until the connection ends; returns why.
@@ -587,6 +772,7 @@ impl Connection {
             (std::mem::take(&mut state.outbound), state.close_requested)
         };
         for out in batch {
+            let len = out.frame.len();
             match self.ws.write(WsMessage::text(out.frame)) {
                 // A full socket buffer: tungstenite keeps the frame and the flush (now, or once
                 // poll reports the socket writable) sends it.
@@ -597,8 +783,19 @@ impl Connection {
                 }
                 _ => {
                     // Counted before the caller is released, so stats never lag a send.
-                    self.shared.lock().stats.frames_sent += 1;
+                    {
+                        let mut state = self.shared.lock();
+                        state.stats.frames_sent += 1;
+                        state.stats.sent.add(out.message_type);
+                        state.stats.bytes_sent += len as u64;
+                    }
                     let _ = out.done.send(Ok(()));
+                    diag!(
+                        Debug,
+                        Step::Send,
+                        "{} frame, {len} bytes",
+                        out.message_type.name()
+                    );
                 }
             }
         }
@@ -624,6 +821,11 @@ impl Connection {
             match self.ws.read() {
                 Ok(msg) => {
                     self.last_heard = Instant::now();
+                    if let (WsMessage::Pong(_), Some(at)) = (&msg, self.ping_sent_at) {
+                        let rtt = at.elapsed();
+                        self.shared.lock().stats.last_ping_rtt = Some(rtt);
+                        diag!(Debug, Step::Recv, "pong after {} µs", rtt.as_micros());
+                    }
                     self.ping_sent_at = None;
                     self.on_message(msg);
                 }
@@ -678,6 +880,12 @@ impl Connection {
             None if now - self.last_heard >= self.ping_interval => {
                 // Counted before the write, so the count never lags what the peer saw.
                 self.shared.lock().stats.pings_sent += 1;
+                diag!(
+                    Debug,
+                    Step::Send,
+                    "keepalive ping after {} ms of silence",
+                    (now - self.last_heard).as_millis()
+                );
                 match self.ws.write(WsMessage::Ping(Vec::new().into())) {
                     Err(e) if !is_would_block(&e) => {
                         Err(EndReason::Failed(ws_error(e, &self.server_close)))
@@ -699,6 +907,11 @@ impl Connection {
     }
 
     fn on_message(&mut self, msg: WsMessage) {
+        let len = match &msg {
+            WsMessage::Text(t) => t.len(),
+            WsMessage::Binary(b) => b.len(),
+            _ => 0,
+        };
         let decoded = match msg {
             WsMessage::Text(text) => envelope::decode_incoming(text.as_str()),
             WsMessage::Binary(_) => Err(Error::new(
@@ -716,19 +929,41 @@ impl Connection {
         };
         let mut state = self.shared.lock();
         state.stats.frames_received += 1;
+        state.stats.bytes_received += len as u64;
         match decoded {
             Ok(Some(message)) => {
+                let message_type = message.message_type;
+                state.stats.received.add(message_type);
                 state.inbound.push_back(message);
                 drop(state);
                 self.shared.arrived.notify_all();
+                diag!(
+                    Debug,
+                    Step::Recv,
+                    "{} frame, {len} bytes",
+                    message_type.name()
+                );
             }
             Ok(None) => {
                 state.stats.frames_skipped += 1;
                 state.stats.last_skip_reason = Some("JSON frame without messageType".into());
+                drop(state);
+                diag!(
+                    Debug,
+                    Step::Recv,
+                    "skipped a frame of {len} bytes: JSON without messageType"
+                );
             }
             Err(e) => {
                 state.stats.frames_skipped += 1;
-                state.stats.last_skip_reason = Some(e.message);
+                state.stats.last_skip_reason = Some(e.message.clone());
+                drop(state);
+                diag!(
+                    Debug,
+                    Step::Recv,
+                    "skipped a frame of {len} bytes: {}",
+                    e.message
+                );
             }
         }
     }

@@ -4,6 +4,8 @@
 //! error to a stable code and records the detail for `kvs_last_error_message`.
 
 mod ice;
+mod log;
+mod stats;
 mod status;
 mod types;
 mod versioned;
@@ -18,6 +20,8 @@ use crate::error::Error;
 use crate::session::Viewer;
 
 pub use ice::*;
+pub use log::*;
+pub use stats::*;
 pub use status::*;
 pub use types::*;
 
@@ -261,6 +265,7 @@ pub unsafe extern "C" fn kvs_viewer_connect(
     if out_viewer.is_null() {
         return null_pointer("out_viewer");
     }
+    crate::diag::use_default_sink_once();
     guard(|| {
         // SAFETY: non-NULL, and the caller guarantees `struct_size` readable bytes.
         let rust_config = unsafe { types::read_config(config) }.map_err(fail)?;
