@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::envelope::MAX_PAYLOAD;
 use crate::error::{Error, Result};
 use crate::sigv4::Credentials;
 use crate::validate::{self, Endpoint};
@@ -12,9 +13,13 @@ use crate::validate::{self, Endpoint};
 pub const DEFAULT_PRESIGN_EXPIRES_S: u32 = 299;
 /// Bound of the whole connect (TCP + TLS + upgrade), as the C SDK's 5 s upgrade wait.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Keepalive ping after this much silence. The service closes idle connections after
-/// 10 minutes; whether pings reset that timer is undocumented, so ping well within it.
-pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// Keepalive ping after this much silence from the server, as the C SDK (10 s). The service
+/// closes idle connections after 10 minutes; whether pings reset that timer is undocumented,
+/// so ping well within it.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(10);
+/// A ping unanswered this long means the peer is dead: with the default interval a frozen
+/// server is detected within 15 s.
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(5);
 /// Shortest keepalive interval accepted: the interval is also the bound for the answer.
 pub const MIN_PING_INTERVAL: Duration = Duration::from_millis(100);
 /// Bound of a `send` waiting for the connection thread to take the frame.
@@ -66,13 +71,40 @@ pub struct ViewerConfig {
     pub connect_timeout: Duration,
     /// `X-Amz-Expires` of the presigned WebSocket URL, 1..=604800 s.
     pub presign_expires_s: u32,
-    /// Zero disables keepalive pings.
+    /// A keepalive ping after this much silence from the server. Zero disables keepalive pings.
     pub ping_interval: Duration,
+    /// How long a ping may go unanswered before the connection is declared dead; at most
+    /// `ping_interval` is used.
+    pub pong_timeout: Duration,
     /// Bound of a `send` waiting for the connection to take the frame.
     pub send_timeout: Duration,
+    /// Largest received payload (decoded, bytes) delivered; a larger message is skipped and
+    /// counted in [`Stats::messages_oversized`](crate::Stats::messages_oversized), so it can
+    /// never block the messages behind it. Default [`MAX_PAYLOAD`](crate::MAX_PAYLOAD), the
+    /// most the service relays.
+    pub max_message_len: usize,
 }
 
 impl ViewerConfig {
+    /// The pong wait actually used: never longer than the ping interval.
+    pub(crate) fn pong_deadline(&self) -> Duration {
+        if self.ping_interval.is_zero() {
+            self.pong_timeout
+        } else {
+            self.pong_timeout.min(self.ping_interval)
+        }
+    }
+
+    /// How long the socket may hold unacknowledged data before the kernel fails it
+    /// (`TCP_USER_TIMEOUT`): the keepalive's own bound, or 30 s without pings.
+    pub(crate) fn dead_peer_bound(&self) -> Duration {
+        if self.ping_interval.is_zero() {
+            Duration::from_secs(30)
+        } else {
+            self.ping_interval + self.pong_deadline()
+        }
+    }
+
     /// The required fields; everything else at its default.
     pub fn new(
         region: &str,
@@ -93,7 +125,9 @@ impl ViewerConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             presign_expires_s: DEFAULT_PRESIGN_EXPIRES_S,
             ping_interval: DEFAULT_PING_INTERVAL,
+            pong_timeout: DEFAULT_PONG_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
+            max_message_len: MAX_PAYLOAD,
         }
     }
 
@@ -139,6 +173,9 @@ impl ViewerConfig {
                 ),
             ));
         }
+        if self.pong_timeout.is_zero() {
+            return Err(Error::invalid("pong_timeout", "must be greater than zero"));
+        }
         if self.connect_timeout.is_zero() {
             return Err(Error::invalid(
                 "connect_timeout",
@@ -148,6 +185,30 @@ impl ViewerConfig {
         if self.send_timeout.is_zero() {
             return Err(Error::invalid("send_timeout", "must be greater than zero"));
         }
+        if self.max_message_len == 0 {
+            return Err(Error::invalid(
+                "max_message_len",
+                "must be greater than zero",
+            ));
+        }
         Ok(endpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frozen_server_is_detected_within_15_s_by_default() {
+        let mut c = ViewerConfig::new("us-west-2", "", "v", "", Credentials::new("a", "b", None));
+        assert_eq!(c.dead_peer_bound(), Duration::from_secs(15));
+        assert!(c.pong_deadline() < c.ping_interval);
+        // The pong wait never exceeds a shorter interval.
+        c.ping_interval = Duration::from_secs(2);
+        assert_eq!(c.pong_deadline(), Duration::from_secs(2));
+        assert_eq!(c.dead_peer_bound(), Duration::from_secs(4));
+        c.ping_interval = Duration::ZERO;
+        assert_eq!(c.dead_peer_bound(), Duration::from_secs(30));
     }
 }

@@ -47,8 +47,8 @@ mod transport;
 mod validate;
 
 pub use config::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PRESIGN_EXPIRES_S,
-    DEFAULT_SEND_TIMEOUT, MIN_PING_INTERVAL, ViewerConfig,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT,
+    DEFAULT_PRESIGN_EXPIRES_S, DEFAULT_SEND_TIMEOUT, MIN_PING_INTERVAL, ViewerConfig,
 };
 pub use control_plane::{ChannelInfo, Endpoints};
 pub use diag::{CauseCounts, Disconnect, DisconnectCause, MessageCounts};
@@ -58,3 +58,6 @@ pub use ice::{IceServer, MAX_ICE_STRING_LEN, MAX_TURN_SERVERS, MAX_URIS_PER_SERV
 pub use session::{Stats, Viewer};
 pub use sigv4::Credentials;
 pub mod ffi;
+#[doc(hidden)]
+pub mod fuzzing;
+pub(crate) mod payload;

@@ -73,6 +73,9 @@ pub struct Stats {
     pub last_disconnect: Option<Disconnect>,
     /// TURN server sets fetched again after the first.
     pub ice_refreshes: u64,
+    /// Messages skipped because their payload was larger than `max_message_len` (also
+    /// counted in `frames_skipped`). They never block the queue.
+    pub messages_oversized: u64,
 }
 
 struct Outgoing {
@@ -270,6 +273,7 @@ impl Link {
         let setup =
             |e: io::Error| Error::new(ErrorKind::Internal, format!("connection setup: {e}"));
         let tcp = ws.get_ref().get_ref().tcp();
+        transport::detect_dead_peer(tcp, self.config.dead_peer_bound()).map_err(setup)?;
         tcp.set_read_timeout(None).map_err(setup)?;
         tcp.set_write_timeout(None).map_err(setup)?;
         tcp.set_nonblocking(true).map_err(setup)?;
@@ -279,6 +283,9 @@ impl Link {
             shared: shared.clone(),
             ping_interval: self.config.ping_interval,
             close_timeout: self.config.connect_timeout,
+            max_message_len: self.config.max_message_len,
+            pong_timeout: self.config.pong_deadline(),
+            unflushed: Vec::new(),
             last_heard: Instant::now(),
             ping_sent_at: None,
             closing_since: None,
@@ -675,6 +682,12 @@ struct Connection {
     closing_since: Option<Instant>,
     /// The server's close frame (code, reason), once it sent one.
     server_close: Option<(u16, String)>,
+    /// Largest payload delivered; larger ones are skipped and counted.
+    max_message_len: usize,
+    /// How long a keepalive ping may go unanswered.
+    pong_timeout: Duration,
+    /// Senders of frames written but not yet flushed to the socket.
+    unflushed: Vec<(SyncSender<Result<()>>, MessageType, usize)>,
 }
 
 /// What the timers ask of the loop.
@@ -690,6 +703,10 @@ impl Connection {
         let reason = self.serve();
         let error = reason.error();
         let cause = self.disconnect_cause(&reason);
+        // Frames tungstenite still held never reached the socket: their senders learn it.
+        for (done, _, _) in self.unflushed.drain(..) {
+            let _ = done.send(Err(error.clone()));
+        }
         let mut state = self.shared.lock();
         for out in state.outbound.drain(..) {
             let _ = out.done.send(Err(error.clone()));
@@ -721,7 +738,7 @@ impl Connection {
         };
         let ping_overdue = self
             .ping_sent_at
-            .is_some_and(|at| !self.ping_interval.is_zero() && at.elapsed() >= self.ping_interval);
+            .is_some_and(|at| at.elapsed() >= self.pong_timeout);
         if self.server_close.is_some() {
             DisconnectCause::ServerClose
         } else if ping_overdue {
@@ -774,32 +791,42 @@ impl Connection {
         for out in batch {
             let len = out.frame.len();
             match self.ws.write(WsMessage::text(out.frame)) {
-                // A full socket buffer: tungstenite keeps the frame and the flush (now, or once
-                // poll reports the socket writable) sends it.
                 Err(e) if !is_would_block(&e) => {
                     let e = ws_error(e, &self.server_close);
                     let _ = out.done.send(Err(e.clone()));
                     return Err(e);
                 }
-                _ => {
-                    // Counted before the caller is released, so stats never lag a send.
-                    {
-                        let mut state = self.shared.lock();
-                        state.stats.frames_sent += 1;
-                        state.stats.sent.add(out.message_type);
-                        state.stats.bytes_sent += len as u64;
-                    }
-                    let _ = out.done.send(Ok(()));
-                    diag!(
-                        Debug,
-                        Step::Send,
-                        "{} frame, {len} bytes",
-                        out.message_type.name()
-                    );
-                }
+                // Written, or kept by tungstenite behind a full socket buffer: the caller is
+                // released once a flush has handed it to the socket, never before.
+                _ => self.unflushed.push((out.done, out.message_type, len)),
             }
         }
         Ok(close_requested)
+    }
+
+    /// Everything written so far reached the socket: release those senders.
+    fn acknowledge_flushed(&mut self) {
+        if self.unflushed.is_empty() {
+            return;
+        }
+        // Counted before the callers are released, so stats never lag a send.
+        {
+            let mut state = self.shared.lock();
+            state.stats.frames_sent += self.unflushed.len() as u64;
+            for (_, message_type, len) in &self.unflushed {
+                state.stats.sent.add(*message_type);
+                state.stats.bytes_sent += *len as u64;
+            }
+        }
+        for (done, message_type, len) in self.unflushed.drain(..) {
+            let _ = done.send(Ok(()));
+            diag!(
+                Debug,
+                Step::Send,
+                "{} frame, {len} bytes",
+                message_type.name()
+            );
+        }
     }
 
     /// Sends our close frame, once.
@@ -840,7 +867,10 @@ impl Connection {
     /// still waiting for the socket to become writable.
     fn flush(&mut self) -> std::result::Result<bool, EndReason> {
         match self.ws.flush() {
-            Ok(()) => Ok(false),
+            Ok(()) => {
+                self.acknowledge_flushed();
+                Ok(false)
+            }
             Err(e) if is_would_block(&e) => Ok(true),
             Err(_) if self.closing_since.is_some() => Err(EndReason::ClosedByApp),
             Err(e) => Err(EndReason::Failed(ws_error(e, &self.server_close))),
@@ -869,14 +899,14 @@ impl Connection {
             return Ok(Next::Sleep(idle_wait));
         }
         match self.ping_sent_at {
-            Some(at) if now - at >= self.ping_interval => Err(EndReason::Failed(Error::closed(
+            Some(at) if now - at >= self.pong_timeout => Err(EndReason::Failed(Error::closed(
                 None,
                 format!(
                     "connection lost: no answer to a keepalive ping within {:?}",
-                    self.ping_interval
+                    self.pong_timeout
                 ),
             ))),
-            Some(at) => Ok(Next::Sleep(self.ping_interval - (now - at))),
+            Some(at) => Ok(Next::Sleep(self.pong_timeout - (now - at))),
             None if now - self.last_heard >= self.ping_interval => {
                 // Counted before the write, so the count never lags what the peer saw.
                 self.shared.lock().stats.pings_sent += 1;
@@ -931,6 +961,16 @@ impl Connection {
         state.stats.frames_received += 1;
         state.stats.bytes_received += len as u64;
         match decoded {
+            Ok(Some(message)) if message.payload.len() > self.max_message_len => {
+                state.stats.frames_skipped += 1;
+                state.stats.messages_oversized += 1;
+                state.stats.last_skip_reason = Some(format!(
+                    "{} with a {}-byte payload, over max_message_len {}",
+                    message.message_type.name(),
+                    message.payload.len(),
+                    self.max_message_len
+                ));
+            }
             Ok(Some(message)) => {
                 let message_type = message.message_type;
                 state.stats.received.add(message_type);

@@ -211,11 +211,16 @@ pub fn presign(creds: &Credentials, req: &PresignRequest<'_>) -> Presigned {
         params.push(("X-Amz-Security-Token", token));
     }
     params.extend_from_slice(req.params);
-    params.sort_by(|a, b| a.0.cmp(b.0));
+    // SigV4 sorts the *encoded* names (then values): "Ä" encodes to "%C3%84", before "A".
+    let mut encoded: Vec<(String, Zeroizing<String>)> = params
+        .iter()
+        .map(|(k, v)| (uri_encode(k), Zeroizing::new(uri_encode(v))))
+        .collect();
+    encoded.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
     let canonical_query = Zeroizing::new(
-        params
+        encoded
             .iter()
-            .map(|(k, v)| format!("{}={}", uri_encode(k), uri_encode(v)))
+            .map(|(k, v)| format!("{k}={}", v.as_str()))
             .collect::<Vec<_>>()
             .join("&"),
     );
@@ -513,6 +518,52 @@ mod tests {
         assert_eq!(
             hex::encode(*key),
             "ef61508d34973b22736ab8a3477f622423aabbc14d6744aff273a358084b9d2f"
+        );
+    }
+
+    /// Found by the `presign` fuzz target: parameters were sorted before encoding.
+    #[test]
+    fn presign_sorts_encoded_parameter_names() {
+        let creds = Credentials::new("AKID", "s", None);
+        let p = presign(
+            &creds,
+            &PresignRequest {
+                host: "127.0.0.1:8443",
+                path: "",
+                region: "us-west-2",
+                service: SERVICE,
+                time: OffsetDateTime::UNIX_EPOCH,
+                expires_s: 299,
+                params: &[
+                    ("X-Amz-\u{c4}", "1"),
+                    ("X-Amz-ClientId", "b"),
+                    ("X-Amz-ClientId", "a"),
+                ],
+            },
+        );
+        let names: Vec<&str> = p
+            .query
+            .split('&')
+            .map(|kv| &kv[..kv.find('=').unwrap()])
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "X-Amz-%C3%84",
+                "X-Amz-Algorithm",
+                "X-Amz-ClientId",
+                "X-Amz-ClientId",
+                "X-Amz-Credential",
+                "X-Amz-Date",
+                "X-Amz-Expires",
+                "X-Amz-SignedHeaders",
+                "X-Amz-Signature"
+            ]
+        );
+        assert!(
+            p.query.contains("X-Amz-ClientId=a&X-Amz-ClientId=b"),
+            "{}",
+            p.query.as_str()
         );
     }
 

@@ -804,3 +804,132 @@ fn discovery_and_upgrade_share_one_deadline() {
     c.control_plane_url = Some(env.control_plane_url.clone());
     times_out_on_time(c, "WebSocket upgrade");
 }
+
+/// An oversized message is skipped and counted, and the message behind it is delivered
+/// (it used to stay queued forever with BUFFER_TOO_SMALL, blocking the answer behind it).
+#[test]
+fn oversized_messages_are_skipped_and_never_block_the_queue() {
+    use base64::Engine;
+    let emu = start(EmulatorConfig::default());
+    let v = connect(&emu, "viewer-big");
+    let candidate = |len: usize| {
+        let payload = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; len]);
+        RawFrame::Text(format!(
+            r#"{{"messageType":"ICE_CANDIDATE","senderClientId":"","messagePayload":"{payload}"}}"#
+        ))
+    };
+    for frame in [RawFrame::Oversized, candidate(7501), candidate(7500)] {
+        emu.inject(Fault::SendRaw {
+            client_id: Some("viewer-big".into()),
+            frame,
+        })
+        .unwrap();
+    }
+    let m = recv(&v);
+    assert_eq!(m.payload.len(), 7500, "the two larger ones were skipped");
+    let stats = v.stats();
+    assert_eq!(
+        (stats.messages_oversized, stats.frames_skipped),
+        (2, 2),
+        "{stats:?}"
+    );
+    assert!(
+        stats
+            .last_skip_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("7501-byte")),
+        "{stats:?}"
+    );
+    v.close().unwrap();
+
+    // A larger limit lets them through.
+    let mut c = config_for(&emu, "viewer-bigger");
+    c.max_message_len = 200 * 1024;
+    let v = Viewer::connect(&c).unwrap();
+    emu.inject(Fault::SendRaw {
+        client_id: Some("viewer-bigger".into()),
+        frame: RawFrame::Oversized,
+    })
+    .unwrap();
+    assert!(recv(&v).payload.len() > 7500);
+    assert_eq!(v.stats().messages_oversized, 0);
+    v.close().unwrap();
+}
+
+/// A WebSocket server on 127.0.0.1 that completes the upgrade and then freezes: it neither
+/// reads nor answers again (a hung process, a dead NAT mapping with the kernel still up).
+/// Returns the port, the CA file and a sender whose drop releases the server.
+fn frozen_server() -> (u16, std::path::PathBuf, mpsc::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (cert, key) = self_signed();
+    let ca_file =
+        std::env::temp_dir().join(format!("kvs-frozen-{}-{port}.pem", std::process::id()));
+    std::fs::write(&ca_file, &cert).unwrap();
+    let acceptor =
+        native_tls::TlsAcceptor::new(native_tls::Identity::from_pkcs8(&cert, &key).unwrap())
+            .unwrap();
+    let (release, released) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        let Ok((tcp, _)) = listener.accept() else {
+            return;
+        };
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let Ok(tls) = acceptor.accept(tcp) else {
+            return;
+        };
+        let Ok(ws) = tungstenite::accept(tls) else {
+            return;
+        };
+        // Frozen: hold the socket without reading until the test is done.
+        let _ = released.recv_timeout(Duration::from_secs(60));
+        drop(ws);
+    });
+    (port, ca_file, release)
+}
+
+/// A server that stops reading is detected by the pong deadline (shorter than the interval),
+/// and a send whose frame the library still holds is never reported OK: once the socket
+/// buffers are full, sends time out, then the connection is declared dead.
+#[test]
+fn a_frozen_server_is_detected_and_held_sends_are_not_reported_ok() {
+    let emu = start(EmulatorConfig::default());
+    let (port, ca_file, _release) = frozen_server();
+    let mut c = config_for(&emu, "viewer-frozen");
+    c.wss_endpoint = format!("wss://127.0.0.1:{port}");
+    c.ca_file = Some(ca_file);
+    c.ping_interval = Duration::from_millis(1500);
+    c.pong_timeout = Duration::from_millis(700);
+    c.send_timeout = Duration::from_millis(300);
+    let v = Viewer::connect(&c).unwrap();
+    let started = std::time::Instant::now();
+    let candidate = format!(r#"{{"candidate":"{}"}}"#, "c".repeat(7000));
+    let mut ok = 0usize;
+    let first_error = loop {
+        match v.send(MessageType::IceCandidate, candidate.as_bytes(), None) {
+            Ok(()) => ok += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            started.elapsed() < BOUND,
+            "{ok} sends, all OK, for {BOUND:?}"
+        );
+    };
+    println!(
+        "{ok} sends reached the socket buffers, then: {first_error} after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(first_error.kind, ErrorKind::Timeout, "{first_error}");
+    let e = v.recv(Some(BOUND)).unwrap_err();
+    let detected = started.elapsed();
+    println!("frozen server detected after {detected:?}: {e}");
+    assert_eq!(e.kind, ErrorKind::Closed, "{e}");
+    assert!(e.message.contains("keepalive"), "{e}");
+    assert!(
+        detected < Duration::from_millis(1500 + 700) * 2,
+        "{detected:?}"
+    );
+    let after = v.send(MessageType::IceCandidate, b"{}", None).unwrap_err();
+    assert_eq!(after.kind, ErrorKind::Closed, "{after}");
+    let _ = v.close();
+}

@@ -2,12 +2,14 @@
 #
 #   apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 #   rustup target add aarch64-unknown-linux-gnu
-#   cmake -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake
+#   cmake -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake \
+#         -DCMAKE_SYSROOT=$(scripts/sysroot.sh arm64)     # or your board's sysroot
 #
-# The Rust target (aarch64-unknown-linux-gnu) is derived from CMAKE_SYSTEM_PROCESSOR; OpenSSL is
-# built from source for the target unless -DKVS_VENDORED_OPENSSL=OFF (then openssl-sys finds the
-# target's OpenSSL through AARCH64_UNKNOWN_LINUX_GNU_OPENSSL_DIR or target-suffixed PKG_CONFIG_*).
-# For a board vendor's SDK, copy this file and point the compiler and CMAKE_SYSROOT at the SDK.
+# The Rust target (aarch64-unknown-linux-gnu) is derived from CMAKE_SYSTEM_PROCESSOR. With
+# CMAKE_SYSROOT, cargo compiles and links against the sysroot and finds its OpenSSL through the
+# sysroot's pkg-config files; without one (or with a sysroot lacking OpenSSL), OpenSSL is built
+# from source (KVS_VENDORED_OPENSSL). For a board vendor's SDK, use the SDK's own toolchain file
+# (it sets CMAKE_SYSROOT), or copy this one and point the compiler and CMAKE_SYSROOT at the SDK.
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 
@@ -26,7 +28,10 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 # (libc6-dev-arm64-cross) qemu needs -L to find the aarch64 loader; once Debian's multiarch
 # libc6:arm64 is installed the loader is at /lib and -L must go (with it, threaded programs spin).
 if(NOT DEFINED CMAKE_CROSSCOMPILING_EMULATOR)
-  if(EXISTS /lib/ld-linux-aarch64.so.1)
+  if(CMAKE_SYSROOT)
+    # A full target sysroot (scripts/sysroot.sh, an SDK): its loader, libc and OpenSSL.
+    set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64 -L "${CMAKE_SYSROOT}")
+  elseif(EXISTS /lib/ld-linux-aarch64.so.1)
     set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64)
   else()
     set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64 -L /usr/aarch64-linux-gnu)

@@ -3,10 +3,11 @@
 #
 #   apt-get install gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user
 #   rustup target add armv7-unknown-linux-gnueabihf
-#   cmake -S . -B build-armv7 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/armv7-linux-gnueabihf.cmake
+#   cmake -S . -B build-armv7 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/armv7-linux-gnueabihf.cmake \
+#         -DCMAKE_SYSROOT=$(scripts/sysroot.sh armhf)     # or your board's sysroot
 #
 # The Rust target (armv7-unknown-linux-gnueabihf) is derived from CMAKE_SYSTEM_PROCESSOR; OpenSSL
-# is built from source for the target unless -DKVS_VENDORED_OPENSSL=OFF.
+# comes from the sysroot, or is built from source without one (KVS_VENDORED_OPENSSL).
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR armv7)
 
@@ -21,7 +22,10 @@ set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 
 if(NOT DEFINED CMAKE_CROSSCOMPILING_EMULATOR)
-  if(EXISTS /lib/ld-linux-armhf.so.3)
+  if(CMAKE_SYSROOT)
+    # A full target sysroot (scripts/sysroot.sh, an SDK): its loader, libc and OpenSSL.
+    set(CMAKE_CROSSCOMPILING_EMULATOR qemu-arm -L "${CMAKE_SYSROOT}")
+  elseif(EXISTS /lib/ld-linux-armhf.so.3)
     set(CMAKE_CROSSCOMPILING_EMULATOR qemu-arm)
   else()
     set(CMAKE_CROSSCOMPILING_EMULATOR qemu-arm -L /usr/arm-linux-gnueabihf)

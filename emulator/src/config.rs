@@ -127,6 +127,20 @@ pub struct EmulatorConfig {
     /// Seconds a viewer message is kept for a master that is not connected (channel
     /// `MessageTtlSeconds`, default 60). Whether the service redelivers is unknown; we do.
     pub message_ttl_secs: u64,
+    /// Host name to advertise instead of the bind address (`--advertise-host`): the control
+    /// plane is `NAME`, the HTTPS endpoint `r-<8 hex>.NAME`, the viewer WSS endpoint
+    /// `v-<8 hex>.NAME` and the master's `m-<8 hex>.NAME` (distinct per role, as the service's),
+    /// the hex derived from NAME so scripts can predict them. The certificate covers `NAME` and
+    /// `*.NAME`. Endpoints carry no port when the TLS listener is on 443.
+    pub advertise_host: Option<String>,
+    /// Overrides the advertised control-plane host.
+    pub advertise_control_host: Option<String>,
+    /// Overrides the advertised HTTPS (GetIceServerConfig) host.
+    pub advertise_https_host: Option<String>,
+    /// Overrides the advertised viewer WSS host.
+    pub advertise_viewer_host: Option<String>,
+    /// Overrides the advertised master WSS host.
+    pub advertise_master_host: Option<String>,
     /// Host put in the TURN URIs of GetIceServerConfig (no TURN server runs; loopback so no
     /// client ever resolves a real name).
     pub ice_host: String,
@@ -171,6 +185,11 @@ impl Default for EmulatorConfig {
             upgrade_error_type_header: true,
             error_type_suffix: None,
             message_ttl_secs: 60,
+            advertise_host: None,
+            advertise_control_host: None,
+            advertise_https_host: None,
+            advertise_viewer_host: None,
+            advertise_master_host: None,
             ice_host: "127.0.0.1".into(),
             tls_cert_pem: None,
             tls_key_pem: None,
@@ -193,6 +212,18 @@ pub enum Operation {
     GetIceConfig,
     /// `POST /createSignalingChannel`.
     CreateChannel,
+    /// `POST /listSignalingChannels`.
+    ListChannels,
+    /// `POST /deleteSignalingChannel`.
+    DeleteChannel,
+    /// `POST /updateSignalingChannel`.
+    UpdateChannel,
+    /// `POST /TagResource`.
+    TagResource,
+    /// `POST /UntagResource`.
+    UntagResource,
+    /// `POST /ListTagsForResource`.
+    ListTags,
     /// Any of the above.
     Any,
 }
@@ -206,6 +237,12 @@ impl Operation {
             Operation::GetEndpoint => "GetSignalingChannelEndpoint",
             Operation::GetIceConfig => "GetIceServerConfig",
             Operation::CreateChannel => "CreateSignalingChannel",
+            Operation::ListChannels => "ListSignalingChannels",
+            Operation::DeleteChannel => "DeleteSignalingChannel",
+            Operation::UpdateChannel => "UpdateSignalingChannel",
+            Operation::TagResource => "TagResource",
+            Operation::UntagResource => "UntagResource",
+            Operation::ListTags => "ListTagsForResource",
             Operation::Any => "Any",
         }
     }

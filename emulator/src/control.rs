@@ -49,7 +49,10 @@ pub fn valid_arn(s: &str) -> bool {
         && res[2].bytes().all(|b| b.is_ascii_digit())
 }
 
-fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, ApiError> {
+pub(crate) fn str_field<'a>(
+    body: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, ApiError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -61,13 +64,13 @@ fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a 
     }
 }
 
-fn validation(field: &str, value: &str, constraint: &str) -> ApiError {
+pub(crate) fn validation(field: &str, value: &str, constraint: &str) -> ApiError {
     ApiError::invalid(format!(
         "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: {constraint}"
     ))
 }
 
-fn check_arn(arn: Option<&str>, field: &str) -> Result<String, ApiError> {
+pub(crate) fn check_arn(arn: Option<&str>, field: &str) -> Result<String, ApiError> {
     let Some(arn) = arn else {
         return Err(ApiError::invalid(format!("{field} is required")));
     };
@@ -81,7 +84,7 @@ fn check_arn(arn: Option<&str>, field: &str) -> Result<String, ApiError> {
     Ok(arn.to_string())
 }
 
-fn channel_json(c: &Channel) -> Value {
+pub(crate) fn channel_json(c: &Channel) -> Value {
     json!({
         "ChannelARN": c.arn,
         "ChannelName": c.name,
@@ -106,6 +109,12 @@ pub(crate) fn handle(
         ("POST", "/getSignalingChannelEndpoint") => Some(Operation::GetEndpoint),
         ("POST", "/createSignalingChannel") => Some(Operation::CreateChannel),
         ("POST", "/v1/get-ice-server-config") => Some(Operation::GetIceConfig),
+        ("POST", "/listSignalingChannels") => Some(Operation::ListChannels),
+        ("POST", "/deleteSignalingChannel") => Some(Operation::DeleteChannel),
+        ("POST", "/updateSignalingChannel") => Some(Operation::UpdateChannel),
+        ("POST", "/TagResource") => Some(Operation::TagResource),
+        ("POST", "/UntagResource") => Some(Operation::UntagResource),
+        ("POST", "/ListTagsForResource") => Some(Operation::ListTags),
         _ => None,
     };
     let result = match op {
@@ -220,6 +229,12 @@ fn dispatch(shared: &Shared, head: &Head, body: &[u8], op: Operation) -> Result<
         Operation::GetEndpoint => get_endpoint(shared, &obj),
         Operation::CreateChannel => create(shared, &obj),
         Operation::GetIceConfig => ice_config(shared, &obj),
+        Operation::ListChannels => crate::manage::list(shared, &obj),
+        Operation::DeleteChannel => crate::manage::delete(shared, &obj),
+        Operation::UpdateChannel => crate::manage::update(shared, &obj),
+        Operation::TagResource => crate::manage::tag(shared, &obj),
+        Operation::UntagResource => crate::manage::untag(shared, &obj),
+        Operation::ListTags => crate::manage::list_tags(shared, &obj),
         Operation::Connect | Operation::Any => {
             Err(ApiError::new(404, "UnknownOperationException", ""))
         }
@@ -339,15 +354,16 @@ fn get_endpoint(shared: &Shared, body: &Map<String, Value>) -> Result<Value, Api
             c.name
         )));
     }
-    // The service hands out per-role hosts (v-… for viewers, m-… for masters); here one listener
-    // serves both roles, so the endpoints are the same and the role only shows in the event log.
+    // The service hands out per-role hosts (v-… for viewers, m-… for masters); with advertised
+    // host names so does the emulator (one listener serves them all). The service's hosts are
+    // per channel too; ours are per emulator, so one hosts-file line covers every channel.
     let list: Vec<Value> = protocols
         .iter()
         .map(|p| {
-            let ep = if p == "WSS" {
-                &shared.wss_endpoint
-            } else {
-                &shared.https_endpoint
+            let ep = match (p.as_str(), role) {
+                ("WSS", "MASTER") => &shared.master_wss_endpoint,
+                ("WSS", _) => &shared.wss_endpoint,
+                _ => &shared.https_endpoint,
             };
             json!({"Protocol": p, "ResourceEndpoint": ep})
         })
@@ -390,6 +406,10 @@ fn create(shared: &Shared, body: &Map<String, Value>) -> Result<Value, ApiError>
             "Member must have value between 5 and 120",
         ));
     }
+    let tags = match body.get("Tags") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(t) => crate::manage::parse_tags(t)?,
+    };
     let mut channels = lock(&shared.channels);
     if channels.iter().any(|c| c.name == name) {
         return Err(ApiError::new(
@@ -398,7 +418,8 @@ fn create(shared: &Shared, body: &Map<String, Value>) -> Result<Value, ApiError>
             format!("The signaling channel {name} already exists."),
         ));
     }
-    let c = shared.new_channel(name, ctype, ttl);
+    let mut c = shared.new_channel(name, ctype, ttl);
+    crate::manage::merge_tags(&mut c.tags, tags)?;
     let arn = c.arn.clone();
     channels.push(c);
     drop(channels);

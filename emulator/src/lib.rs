@@ -21,6 +21,7 @@ mod config;
 mod control;
 pub mod events;
 mod http;
+mod manage;
 mod sdp;
 mod server;
 mod signaling;
@@ -33,6 +34,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::Digest;
 
 pub use admin::{AdminReply, State, ViewerState};
 pub use config::{Credential, EmulatorConfig, Fault, Operation, RawFrame, Tamper};
@@ -64,8 +67,11 @@ pub struct EmulatorEnv {
     pub channel_arn: String,
     /// `KVS_CONTROL_PLANE_URL`, e.g. `https://127.0.0.1:PORT`.
     pub control_plane_url: String,
-    /// `KVS_WSS_ENDPOINT`, e.g. `wss://127.0.0.1:PORT`.
+    /// `KVS_WSS_ENDPOINT`: the VIEWER WSS endpoint, e.g. `wss://127.0.0.1:PORT`.
     pub wss_endpoint: String,
+    /// `KVS_MASTER_WSS_ENDPOINT`: the MASTER WSS endpoint (differs from the viewer's only with
+    /// advertised host names).
+    pub master_wss_endpoint: String,
     /// `KVS_HTTPS_ENDPOINT`, e.g. `https://127.0.0.1:PORT`.
     pub https_endpoint: String,
     /// `KVS_CA_FILE`: PEM of the CA that signed the server certificate.
@@ -76,6 +82,10 @@ pub struct EmulatorEnv {
     pub admin_url: String,
     /// `KVS_EMULATOR_EVENT_LOG`.
     pub event_log: PathBuf,
+    /// `KVS_EMULATOR_HOSTS`: the advertised host names (space-separated in the env file; only
+    /// present when there are any), which must resolve to the bind address, e.g. through
+    /// `/etc/hosts`.
+    pub advertised_hosts: Vec<String>,
 }
 
 /// Quotes a value for a POSIX shell when it needs it.
@@ -113,6 +123,10 @@ impl EmulatorEnv {
             ),
             ("KVS_WSS_ENDPOINT".to_string(), self.wss_endpoint.clone()),
             (
+                "KVS_MASTER_WSS_ENDPOINT".to_string(),
+                self.master_wss_endpoint.clone(),
+            ),
+            (
                 "KVS_HTTPS_ENDPOINT".to_string(),
                 self.https_endpoint.clone(),
             ),
@@ -127,6 +141,9 @@ impl EmulatorEnv {
                 self.event_log.display().to_string(),
             ),
         ]);
+        if !self.advertised_hosts.is_empty() {
+            v.push(("KVS_EMULATOR_HOSTS".into(), self.advertised_hosts.join(" ")));
+        }
         v
     }
 
@@ -136,6 +153,84 @@ impl EmulatorEnv {
             .iter()
             .map(|(k, v)| format!("{k}={}\n", shell_quote(v)))
             .collect()
+    }
+}
+
+/// The advertised host of each surface (None = the bind address).
+#[derive(Debug, Clone, Default)]
+struct Surfaces {
+    control: Option<String>,
+    https: Option<String>,
+    viewer_wss: Option<String>,
+    master_wss: Option<String>,
+    /// `--advertise-host` itself (its wildcard goes into the certificate).
+    base: Option<String>,
+}
+
+/// A host name as the service's certificate and URLs could carry it.
+fn valid_host(h: &str) -> bool {
+    (1..=253).contains(&h.len())
+        && h.split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+impl Surfaces {
+    fn from_config(cfg: &EmulatorConfig) -> Result<Surfaces, String> {
+        let base = cfg.advertise_host.clone();
+        // Stable per name, so scripts and hosts files can predict the endpoints.
+        let sub = |prefix: &str| {
+            base.as_ref().map(|b| {
+                let h = hex::encode(sha2::Sha256::digest(format!("{prefix}:{b}")));
+                format!("{prefix}-{}.{b}", &h[..8])
+            })
+        };
+        let s = Surfaces {
+            control: cfg.advertise_control_host.clone().or_else(|| base.clone()),
+            https: cfg.advertise_https_host.clone().or_else(|| sub("r")),
+            viewer_wss: cfg.advertise_viewer_host.clone().or_else(|| sub("v")),
+            master_wss: cfg.advertise_master_host.clone().or_else(|| sub("m")),
+            base,
+        };
+        for h in s.host_names().iter().chain(s.base.iter()) {
+            if !valid_host(h) {
+                return Err(format!(
+                    "advertised host '{h}' is not a valid host name (no port, no scheme)"
+                ));
+            }
+        }
+        Ok(s)
+    }
+
+    /// The distinct advertised names, in surface order.
+    fn host_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for h in [
+            &self.control,
+            &self.https,
+            &self.viewer_wss,
+            &self.master_wss,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !out.contains(h) {
+                out.push(h.clone());
+            }
+        }
+        out
+    }
+
+    /// Names the generated certificate must cover.
+    fn cert_names(&self) -> Vec<String> {
+        let mut names = self.host_names();
+        if let Some(b) = &self.base {
+            names.push(format!("*.{b}"));
+        }
+        names
     }
 }
 
@@ -193,9 +288,10 @@ impl Emulator {
                 (d.clone(), Some(d))
             }
         };
+        let surfaces = Surfaces::from_config(&cfg).map_err(other_err)?;
         let material = match (&cfg.tls_cert_pem, &cfg.tls_key_pem) {
             (Some(c), Some(k)) => tls::load(c, k)?,
-            (None, None) => tls::generate().map_err(other_err)?,
+            (None, None) => tls::generate(&surfaces.cert_names()).map_err(other_err)?,
             _ => return Err(other_err("tls_cert_pem and tls_key_pem go together")),
         };
         let ca_file = match &material.ca_pem {
@@ -227,8 +323,17 @@ impl Emulator {
             SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
             SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
         };
-        let wss_endpoint = format!("wss://{host}");
-        let https_endpoint = format!("https://{host}");
+        let port = addr.port();
+        let url = |scheme: &str, advertised: &Option<String>| match advertised {
+            // The service's endpoints carry no port; a client such as the C SDK insists on 443.
+            Some(h) if port == 443 => format!("{scheme}://{h}"),
+            Some(h) => format!("{scheme}://{h}:{port}"),
+            None => format!("{scheme}://{host}"),
+        };
+        let wss_endpoint = url("wss", &surfaces.viewer_wss);
+        let master_wss_endpoint = url("wss", &surfaces.master_wss);
+        let https_endpoint = url("https", &surfaces.https);
+        let control_plane_url = url("https", &surfaces.control);
 
         let shared = Arc::new(Shared {
             clock_offset: AtomicI64::new(cfg.clock_offset_secs),
@@ -247,6 +352,7 @@ impl Emulator {
             next_conn: AtomicU64::new(1),
             threads: Mutex::new(Vec::new()),
             wss_endpoint: wss_endpoint.clone(),
+            master_wss_endpoint: master_wss_endpoint.clone(),
             https_endpoint: https_endpoint.clone(),
             events,
             cfg: cfg.clone(),
@@ -263,9 +369,11 @@ impl Emulator {
             session_token: cred.session_token.clone(),
             channel_name: cfg.channel_name.clone(),
             channel_arn: channel_arn.clone(),
-            control_plane_url: https_endpoint.clone(),
+            control_plane_url,
             wss_endpoint,
+            master_wss_endpoint,
             https_endpoint,
+            advertised_hosts: surfaces.host_names(),
             ca_file,
             client_id: cfg.client_id.clone(),
             admin_url: format!("http://{admin_host}"),

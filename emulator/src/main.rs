@@ -16,8 +16,9 @@ USAGE:
 
 Once ready, writes PATH (atomically) with shell-sourceable KEY=VALUE lines: AWS_REGION,
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (only with --session-token),
-KVS_CHANNEL_NAME, KVS_CHANNEL_ARN, KVS_CONTROL_PLANE_URL, KVS_WSS_ENDPOINT, KVS_HTTPS_ENDPOINT,
-KVS_CA_FILE, KVS_CLIENT_ID, KVS_EMULATOR_ADMIN_URL, KVS_EMULATOR_EVENT_LOG, KVS_EMULATOR_PID.
+KVS_CHANNEL_NAME, KVS_CHANNEL_ARN, KVS_CONTROL_PLANE_URL, KVS_WSS_ENDPOINT, KVS_MASTER_WSS_ENDPOINT,
+KVS_HTTPS_ENDPOINT, KVS_CA_FILE, KVS_CLIENT_ID, KVS_EMULATOR_ADMIN_URL, KVS_EMULATOR_EVENT_LOG,
+KVS_EMULATOR_HOSTS (only with advertised names), KVS_EMULATOR_PID.
 Without --env-file the lines go to stdout. Exits after --max-seconds, on SIGTERM and on SIGINT.
 
 OPTIONS:
@@ -25,6 +26,15 @@ OPTIONS:
     --max-seconds N              Exit by itself after N seconds (default 600; 0 = never)
     --port N                     TLS port (default 0 = a free port)
     --admin-port N               Admin HTTP port (default 0 = a free port)
+    --bind ADDR                  Address both listeners bind to (default 127.0.0.1)
+    --advertise-host NAME        Advertise host names instead of the bind address: control plane
+                                 NAME, HTTPS r-<hex>.NAME, viewer WSS v-<hex>.NAME, master WSS
+                                 m-<hex>.NAME (no port when --port is 443); the certificate covers
+                                 NAME and *.NAME; the names are in KVS_EMULATOR_HOSTS
+    --advertise-control-host H   Override the advertised control-plane host
+    --advertise-https-host H     Override the advertised HTTPS (GetIceServerConfig) host
+    --advertise-viewer-host H    Override the advertised viewer WSS host
+    --advertise-master-host H    Override the advertised master WSS host
     --region R                   Region (default us-west-2)
     --channel NAME               Pre-created channel name (default demo-channel)
     --account-id ID              Account id in ARNs (default 123456789012)
@@ -48,7 +58,9 @@ OPTIONS:
     --handshake-delay-ms N       Delay every WebSocket upgrade answer by N ms
     --fail OP:STATUS:TYPE[:COUNT]
                                  Answer the next COUNT (default 1) OP requests with STATUS/TYPE;
-                                 OP = Connect|Describe|GetEndpoint|GetIceConfig|CreateChannel|Any
+                                 OP = Connect|Describe|GetEndpoint|GetIceConfig|CreateChannel|
+                                 ListChannels|DeleteChannel|UpdateChannel|TagResource|
+                                 UntagResource|ListTags|Any
                                  (may be repeated), e.g. --fail Connect:503:ServiceUnavailableException:2
     --accept-host-without-port   Also accept signatures over the Host without its port
     --error-type-suffix S        Append ':S' to x-amzn-ErrorType values
@@ -75,6 +87,12 @@ fn parse_operation(s: &str) -> Result<Operation, String> {
         "GetEndpoint" => Operation::GetEndpoint,
         "GetIceConfig" => Operation::GetIceConfig,
         "CreateChannel" => Operation::CreateChannel,
+        "ListChannels" => Operation::ListChannels,
+        "DeleteChannel" => Operation::DeleteChannel,
+        "UpdateChannel" => Operation::UpdateChannel,
+        "TagResource" => Operation::TagResource,
+        "UntagResource" => Operation::UntagResource,
+        "ListTags" => Operation::ListTags,
         "Any" => Operation::Any,
         _ => return Err(format!("unknown operation '{s}'")),
     })
@@ -123,6 +141,31 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
             "--max-seconds" => max_seconds = num(&flag, val())?,
             "--port" => cfg.port = num(&flag, val())?,
             "--admin-port" => cfg.admin_port = num(&flag, val())?,
+            "--bind" => {
+                let v = val().ok_or("--bind needs a value")?;
+                cfg.bind = v
+                    .parse()
+                    .map_err(|_| format!("--bind: '{v}' is not an IP address"))?;
+            }
+            "--advertise-host" => {
+                cfg.advertise_host = Some(val().ok_or("--advertise-host needs a value")?)
+            }
+            "--advertise-control-host" => {
+                cfg.advertise_control_host =
+                    Some(val().ok_or("--advertise-control-host needs a value")?)
+            }
+            "--advertise-https-host" => {
+                cfg.advertise_https_host =
+                    Some(val().ok_or("--advertise-https-host needs a value")?)
+            }
+            "--advertise-viewer-host" => {
+                cfg.advertise_viewer_host =
+                    Some(val().ok_or("--advertise-viewer-host needs a value")?)
+            }
+            "--advertise-master-host" => {
+                cfg.advertise_master_host =
+                    Some(val().ok_or("--advertise-master-host needs a value")?)
+            }
             "--region" => cfg.region = val().ok_or("--region needs a value")?,
             "--channel" => cfg.channel_name = val().ok_or("--channel needs a value")?,
             "--account-id" => cfg.account_id = val().ok_or("--account-id needs a value")?,

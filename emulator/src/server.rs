@@ -31,6 +31,8 @@ pub(crate) struct Channel {
     pub version: String,
     pub channel_type: String,
     pub message_ttl: u64,
+    /// Tags in insertion order (TagResource overwrites a key in place).
+    pub tags: Vec<(String, String)>,
 }
 
 /// Commands to a connection thread.
@@ -159,7 +161,10 @@ pub(crate) struct Shared {
     pub shutdown: AtomicBool,
     pub next_conn: AtomicU64,
     pub threads: Mutex<Vec<JoinHandle<()>>>,
+    /// VIEWER WSS endpoint.
     pub wss_endpoint: String,
+    /// MASTER WSS endpoint.
+    pub master_wss_endpoint: String,
     pub https_endpoint: String,
 }
 
@@ -276,6 +281,14 @@ impl Shared {
         lock(&self.channels).iter().find(|c| c.arn == arn).cloned()
     }
 
+    /// A fresh channel `Version` (the service changes it on every update).
+    pub fn new_version() -> String {
+        random_string(
+            20,
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+        )
+    }
+
     pub fn new_channel(&self, name: &str, channel_type: &str, ttl: u64) -> Channel {
         let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -288,12 +301,10 @@ impl Shared {
                 self.cfg.region, self.cfg.account_id, name, ms
             ),
             creation_ms: ms,
-            version: random_string(
-                20,
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
-            ),
+            version: Shared::new_version(),
             channel_type: channel_type.into(),
             message_ttl: ttl,
+            tags: Vec::new(),
         }
     }
 

@@ -1,4 +1,5 @@
-//! TLS material: a throw-away CA and a server certificate for `localhost` / `127.0.0.1`.
+//! TLS material: a throw-away CA and a server certificate for `localhost` / `127.0.0.1` and the
+//! advertised host names.
 
 use std::path::Path;
 
@@ -37,8 +38,8 @@ fn serial() -> Result<openssl::asn1::Asn1Integer, openssl::error::ErrorStack> {
 }
 
 /// Generates a CA (valid 30 days) and a server certificate signed by it with SAN `localhost`,
-/// `127.0.0.1` and `::1`.
-pub fn generate() -> Result<TlsMaterial, openssl::error::ErrorStack> {
+/// `127.0.0.1`, `::1` and `extra_names` (DNS names, `*.` wildcards, or IP literals).
+pub fn generate(extra_names: &[String]) -> Result<TlsMaterial, openssl::error::ErrorStack> {
     let ca_key = new_key()?;
     let mut name = X509NameBuilder::new()?;
     name.append_entry_by_text("O", "kvs-signaling-emulator")?;
@@ -94,11 +95,16 @@ pub fn generate() -> Result<TlsMaterial, openssl::error::ErrorStack> {
             .build()?,
     )?;
     b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
-    let san = SubjectAlternativeName::new()
-        .dns("localhost")
-        .ip("127.0.0.1")
-        .ip("::1")
-        .build(&b.x509v3_context(Some(&ca), None))?;
+    let mut san = SubjectAlternativeName::new();
+    san.dns("localhost").ip("127.0.0.1").ip("::1");
+    for n in extra_names {
+        if n.parse::<std::net::IpAddr>().is_ok() {
+            san.ip(n);
+        } else {
+            san.dns(n);
+        }
+    }
+    let san = san.build(&b.x509v3_context(Some(&ca), None))?;
     b.append_extension(san)?;
     let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(&ca), None))?;
     b.append_extension(ski)?;

@@ -89,6 +89,13 @@ fn check(lines: &[String]) {
         "SigV4Auth wrong secret is denied",
         "SigV4Auth stale date is denied",
         "SigV4Auth wrong host is denied",
+        "ListSignalingChannels with ChannelNameCondition BEGINS_WITH",
+        "ListSignalingChannels paginates with NextToken",
+        "a channel created at run time accepts a viewer at once",
+        "UpdateSignalingChannel sets MessageTtlSeconds and a new Version",
+        "UpdateSignalingChannel with a stale version is VersionMismatchException",
+        "TagResource / UntagResource / ListTagsForResource",
+        "DeleteSignalingChannel removes the channels",
     ] {
         assert!(
             lines.iter().any(|l| l == &format!("PASS {case}")),

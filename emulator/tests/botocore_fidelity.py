@@ -74,10 +74,10 @@ def clock_restore():
 # --- WebSocket (ConnectAsViewer) with SigV4QueryAuth -------------------------------------------
 
 
-def presign_viewer(secret=SECRET, sign_host=None, expires=299):
+def presign_viewer(secret=SECRET, sign_host=None, expires=299, arn=ARN):
     host, port = host_port(ENV["KVS_WSS_ENDPOINT"])
     netloc = sign_host or "%s:%d" % (host, port)
-    query = urllib.parse.urlencode({"X-Amz-ChannelARN": ARN, "X-Amz-ClientId": CLIENT_ID})
+    query = urllib.parse.urlencode({"X-Amz-ChannelARN": arn, "X-Amz-ClientId": CLIENT_ID})
     req = AWSRequest(method="GET", url="https://%s/?%s" % (netloc, query))
     SigV4QueryAuth(creds(secret), "kinesisvideo", REGION, expires=expires).add_auth(req)
     u = urllib.parse.urlsplit(req.url)
@@ -327,8 +327,70 @@ def sigv4auth_cases():
                        *signed_post("/describeSignalingChannel", body, sign_host="localhost:%d" % port))
 
 
+def management_cases():
+    """ListSignalingChannels / Delete / Update / tags through botocore's own client, as CI
+    scripts call them; a channel created at run time works for signaling at once."""
+    kv = botocore.session.get_session().create_client(
+        "kinesisvideo", region_name=REGION, endpoint_url=ENV["KVS_CONTROL_PLANE_URL"], verify=CA,
+        aws_access_key_id=AKID, aws_secret_access_key=SECRET, aws_session_token=TOKEN)
+    arns = {}
+    for name in ("ci-a-1", "ci-a-2", "ci-b-1"):
+        arns[name] = kv.create_signaling_channel(
+            ChannelName=name, Tags=[{"Key": "owner", "Value": "ci"}])["ChannelARN"]
+    listed = kv.list_signaling_channels(
+        ChannelNameCondition={"ComparisonOperator": "BEGINS_WITH", "ComparisonValue": "ci-a"})
+    names = [c["ChannelName"] for c in listed["ChannelInfoList"]]
+    report("ListSignalingChannels with ChannelNameCondition BEGINS_WITH",
+           names == ["ci-a-1", "ci-a-2"] and "NextToken" not in listed, repr(listed)[:300])
+    pages = list(kv.get_paginator("list_signaling_channels").paginate(PaginationConfig={"PageSize": 1}))
+    all_names = [c["ChannelName"] for p in pages for c in p["ChannelInfoList"]]
+    report("ListSignalingChannels paginates with NextToken",
+           len(pages) == 4 and all_names == [CHANNEL, "ci-a-1", "ci-a-2", "ci-b-1"]
+           and all(isinstance(p["ChannelInfoList"][0]["CreationTime"], datetime.datetime) for p in pages),
+           repr(all_names))
+
+    path, query = presign_viewer(arn=arns["ci-a-1"])
+    status, _, body, sock = ws_upgrade(path, query)
+    sock.close()
+    report("a channel created at run time accepts a viewer at once", status == 101, body)
+
+    info = kv.describe_signaling_channel(ChannelARN=arns["ci-a-1"])["ChannelInfo"]
+    kv.update_signaling_channel(ChannelARN=arns["ci-a-1"], CurrentVersion=info["Version"],
+                                SingleMasterConfiguration={"MessageTtlSeconds": 30})
+    after = kv.describe_signaling_channel(ChannelARN=arns["ci-a-1"])["ChannelInfo"]
+    report("UpdateSignalingChannel sets MessageTtlSeconds and a new Version",
+           after["SingleMasterConfiguration"]["MessageTtlSeconds"] == 30
+           and after["Version"] != info["Version"], repr(after))
+    try:
+        kv.update_signaling_channel(ChannelARN=arns["ci-a-1"], CurrentVersion=info["Version"],
+                                    SingleMasterConfiguration={"MessageTtlSeconds": 40})
+        report("UpdateSignalingChannel with a stale version is VersionMismatchException", False, "no error")
+    except ClientError as err:
+        report("UpdateSignalingChannel with a stale version is VersionMismatchException",
+               err.response["Error"]["Code"] == "VersionMismatchException"
+               and err.response["ResponseMetadata"]["HTTPStatusCode"] == 400, repr(err.response))
+
+    kv.tag_resource(ResourceARN=arns["ci-b-1"], Tags=[{"Key": "stage", "Value": "test"},
+                                                      {"Key": "owner", "Value": "me"}])
+    tags = kv.list_tags_for_resource(ResourceARN=arns["ci-b-1"])["Tags"]
+    kv.untag_resource(ResourceARN=arns["ci-b-1"], TagKeyList=["stage"])
+    tags2 = kv.list_tags_for_resource(ResourceARN=arns["ci-b-1"])["Tags"]
+    report("TagResource / UntagResource / ListTagsForResource",
+           tags == {"owner": "me", "stage": "test"} and tags2 == {"owner": "me"}, repr((tags, tags2)))
+
+    for name in ("ci-a-1", "ci-a-2", "ci-b-1"):
+        kv.delete_signaling_channel(ChannelARN=arns[name])
+    left = [c["ChannelName"] for c in kv.list_signaling_channels()["ChannelInfoList"]]
+    try:
+        kv.describe_signaling_channel(ChannelName="ci-a-1")
+        gone = False
+    except ClientError as err:
+        gone = err.response["Error"]["Code"] == "ResourceNotFoundException"
+    report("DeleteSignalingChannel removes the channels", left == [CHANNEL] and gone, repr(left))
+
+
 def main():
-    for group in (wss_cases, control_plane_cases, sigv4auth_cases):
+    for group in (wss_cases, control_plane_cases, sigv4auth_cases, management_cases):
         try:
             group()
         except Exception as exc:  # report and keep going

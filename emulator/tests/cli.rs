@@ -84,11 +84,16 @@ fn env_from(vars: &HashMap<String, String>) -> EmulatorEnv {
         channel_arn: vars["KVS_CHANNEL_ARN"].clone(),
         control_plane_url: vars["KVS_CONTROL_PLANE_URL"].clone(),
         wss_endpoint: vars["KVS_WSS_ENDPOINT"].clone(),
+        master_wss_endpoint: vars["KVS_MASTER_WSS_ENDPOINT"].clone(),
         https_endpoint: vars["KVS_HTTPS_ENDPOINT"].clone(),
         ca_file: PathBuf::from(&vars["KVS_CA_FILE"]),
         client_id: vars["KVS_CLIENT_ID"].clone(),
         admin_url: vars["KVS_EMULATOR_ADMIN_URL"].clone(),
         event_log: PathBuf::from(&vars["KVS_EMULATOR_EVENT_LOG"]),
+        advertised_hosts: vars
+            .get("KVS_EMULATOR_HOSTS")
+            .map(|h| h.split(' ').map(str::to_string).collect())
+            .unwrap_or_default(),
     }
 }
 

@@ -330,7 +330,7 @@ fn error_type_suffix_is_configurable() {
 fn unknown_path_is_unknown_operation() {
     let emu = start();
     let env = emu.env().clone();
-    let r = post_cp(&env, "/deleteSignalingChannel", "{}");
+    let r = post_cp(&env, "/deleteStream", "{}");
     r.assert_error(404, "UnknownOperationException");
 }
 
@@ -430,4 +430,87 @@ fn tamper_next_changes_one_answer() {
         &PostOpts::default(),
     );
     assert_eq!(r.json()["IceServerList"][0]["Ttl"], 31);
+}
+
+#[test]
+fn management_calls_validate_and_delete_ends_connections() {
+    let emu = start();
+    let env = emu.env().clone();
+    let list = |body: serde_json::Value| post_cp(&env, "/listSignalingChannels", &body.to_string());
+    list(json!({"MaxResults": 0})).assert_error(400, "InvalidArgumentException");
+    list(json!({"NextToken": "bm9wZQ=="})).assert_error(400, "InvalidArgumentException");
+    list(json!({"ChannelNameCondition": {"ComparisonOperator": "ENDS_WITH", "ComparisonValue": "x"}}))
+        .assert_error(400, "InvalidArgumentException");
+    let r = list(json!({}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["ChannelInfoList"][0]["ChannelARN"],
+        env.channel_arn.as_str()
+    );
+
+    let missing = "arn:aws:kinesisvideo:us-west-2:123456789012:channel/none/1";
+    for (path, body) in [
+        ("/deleteSignalingChannel", json!({"ChannelARN": missing})),
+        (
+            "/updateSignalingChannel",
+            json!({"ChannelARN": missing, "CurrentVersion": "v1"}),
+        ),
+        ("/ListTagsForResource", json!({"ResourceARN": missing})),
+    ] {
+        post_cp(&env, path, &body.to_string()).assert_error(404, "ResourceNotFoundException");
+    }
+    let fifty: Vec<serde_json::Value> = (0..50)
+        .map(|i| json!({"Key": format!("k{i}"), "Value": ""}))
+        .collect();
+    let r = post_cp(
+        &env,
+        "/TagResource",
+        &json!({"ResourceARN": env.channel_arn, "Tags": fifty}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    post_cp(
+        &env,
+        "/TagResource",
+        &json!({"ResourceARN": env.channel_arn, "Tags": [{"Key": "one-more", "Value": "x"}]})
+            .to_string(),
+    )
+    .assert_error(400, "TagsPerResourceExceededLimitException");
+    post_cp(
+        &env,
+        "/TagResource",
+        &json!({"ResourceARN": env.channel_arn, "Tags": [{"Key": "bad#key", "Value": "x"}]})
+            .to_string(),
+    )
+    .assert_error(400, "InvalidArgumentException");
+
+    // Deleting a channel with a viewer and a master on it closes both, and its ARN is gone.
+    let mut v = viewer(&emu, "doomed-viewer");
+    let mut m = master(&emu);
+    let info = post_cp(
+        &env,
+        "/describeSignalingChannel",
+        &describe_body(&env.channel_name),
+    )
+    .json();
+    let version = info["ChannelInfo"]["Version"].as_str().unwrap().to_string();
+    post_cp(
+        &env,
+        "/deleteSignalingChannel",
+        &json!({"ChannelARN": env.channel_arn, "CurrentVersion": "stale"}).to_string(),
+    )
+    .assert_error(400, "VersionMismatchException");
+    let r = post_cp(
+        &env,
+        "/deleteSignalingChannel",
+        &json!({"ChannelARN": env.channel_arn, "CurrentVersion": version}).to_string(),
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, "{}"));
+    assert_eq!(wait_closed(&mut v), Ok(Some(1001)));
+    assert_eq!(wait_closed(&mut m), Ok(Some(1001)));
+    let rej = ws_connect(&env, &presign(&env, &Opts::default())).unwrap_err();
+    assert_eq!(rej.status, 404);
+    assert!(
+        emu.wait_for_event(|e| e["type"] == "channel_deleted", WAIT)
+            .is_some()
+    );
 }

@@ -99,6 +99,13 @@ if readelf -d "$work/examples-static/viewer" | grep -q 'NEEDED.*libkvs_viewer'; 
   fail "static viewer still needs libkvs_viewer.so"
 fi
 ok "examples-c built via find_package (shared: NEEDED libkvs_viewer.so.$major; static: no .so)"
+# The static target links small by default: --gc-sections travels with it (and with the .pc).
+grep -q -- '-Wl,--gc-sections' "$libdir/cmake/KvsViewer/KvsViewerConfig.cmake" ||
+  fail "KvsViewerConfig.cmake does not carry -Wl,--gc-sections"
+grep -q '^Libs.private: -Wl,--gc-sections ' "$libdir/pkgconfig/kvs_viewer.pc" ||
+  fail "kvs_viewer.pc Libs.private does not start with -Wl,--gc-sections"
+strip -o "$work/viewer-static.stripped" "$work/examples-static/viewer"
+ok "static viewer (find_package, --gc-sections): $(stat -c %s "$work/examples-static/viewer") bytes, stripped $(stat -c %s "$work/viewer-static.stripped"), needs: $(readelf -d "$work/examples-static/viewer" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
 
 # ---- 5. pkg-config + plain cc ----
 export PKG_CONFIG_PATH="$libdir/pkgconfig"

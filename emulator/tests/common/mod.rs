@@ -157,8 +157,16 @@ pub fn presign(env: &EmulatorEnv, o: &Opts) -> String {
 
 /// TLS connection to the emulator trusting only its CA.
 pub fn tls_connect(env: &EmulatorEnv) -> TlsStream<TcpStream> {
-    let host = host_of(&env.https_endpoint);
-    let tcp = TcpStream::connect(&host).unwrap();
+    tls_connect_to(env, &env.https_endpoint)
+}
+
+/// TLS to the emulator's loopback listener, verifying the certificate for the host of `url`
+/// (advertised names need no DNS: the TCP connection goes to 127.0.0.1).
+pub fn tls_connect_to(env: &EmulatorEnv, url: &str) -> TlsStream<TcpStream> {
+    let host = host_of(url);
+    let (name, port) = host.rsplit_once(':').unwrap_or((&host, "443"));
+    let port: u16 = port.parse().unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(WAIT)).unwrap();
     let ca = native_tls::Certificate::from_pem(&std::fs::read(&env.ca_file).unwrap()).unwrap();
     let connector = native_tls::TlsConnector::builder()
@@ -166,7 +174,7 @@ pub fn tls_connect(env: &EmulatorEnv) -> TlsStream<TcpStream> {
         .disable_built_in_roots(true)
         .build()
         .unwrap();
-    connector.connect("127.0.0.1", tcp).unwrap()
+    connector.connect(name, tcp).unwrap()
 }
 
 /// An upgrade refused by the emulator.
