@@ -15,9 +15,12 @@
  * payload_len on KVS_ERR_BUFFER_TOO_SMALL). Strings passed in are borrowed for the call only.
  * The library never hands out memory the caller must free.
  *
- * Threads: distinct handles are independent. On one handle, one thread may block in
- * kvs_viewer_recv while others call kvs_viewer_send or the ICE-server functions (which never
- * block the connection); kvs_viewer_close must not overlap any other call on that handle.
+ * Threads: distinct handles are independent. On one handle every call is safe against every
+ * other: one thread may block in kvs_viewer_recv while others send, fetch ICE servers or
+ * reconnect (sends wait for the new connection); kvs_viewer_shutdown (any thread) ends the
+ * connection and wakes every blocked call with KVS_ERR_CLOSED; kvs_viewer_close may run while
+ * calls are blocked (they return KVS_ERR_CLOSED) and frees once they left. Only a call made
+ * after kvs_viewer_close returned is a bug (use after free).
  *
  * ABI rules (a binary built against an older header keeps working with a newer library of the
  * same SONAME, libkvs_viewer.so.0):
@@ -124,6 +127,21 @@
  * causes added later.
  */
 #define KVS_STATS_CAUSES 16
+
+/**
+ * `style` of `kvs_viewer_ice_server_uri`: libwebrtc / browser / libdatachannel / KVS C SDK
+ * form, `turn:host:port?transport=udp`; user name and credential are passed separately
+ * (`KvsIceServer.username` / `.password`).
+ */
+#define KVS_ICE_URI_WEBRTC 0
+
+/**
+ * `style` of `kvs_viewer_ice_server_uri`: GStreamer webrtcbin / libnice form,
+ * `stun://host:port` (the `stun-server` property) and
+ * `turn://user:password@host:port?transport=udp` / `turns://user:password@host:port` (one
+ * `add-turn-server` call each), user and password percent-encoded.
+ */
+#define KVS_ICE_URI_GSTREAMER 1
 
 /**
  * Longest id (client id, correlation id, error type) of the protocol, in bytes.
@@ -710,7 +728,9 @@ KvsStatus kvs_viewer_connect(const struct KvsViewerConfig *config, struct KvsVie
  *
  * Thread-safety: may run while another thread is blocked in `kvs_viewer_recv` on the same
  * handle (the frame goes out at once); concurrent sends on one handle are serialised
- * internally and keep their call order. Never concurrently with `kvs_viewer_close`.
+ * internally and keep their call order. During a `kvs_viewer_reconnect` on another thread
+ * it waits (up to 5 s) and goes out on the new connection; during `kvs_viewer_shutdown` or
+ * `kvs_viewer_close` it returns `KVS_ERR_CLOSED` promptly.
  *
  * # Safety
  * `viewer` must come from `kvs_viewer_connect` and not be closed; `payload` must point to
@@ -738,8 +758,10 @@ KvsStatus kvs_viewer_send(struct KvsViewer *viewer,
  * are skipped, never fatal. The library allocates nothing the caller must free.
  *
  * Thread-safety: one thread at a time per handle may be in `kvs_viewer_recv`; it may block
- * while other threads call `kvs_viewer_send`. Never concurrently with `kvs_viewer_close`.
- * Blocking burns no CPU.
+ * while other threads call `kvs_viewer_send`. A `kvs_viewer_reconnect` on another thread
+ * does not end it: it goes on waiting (within `timeout_ms`) on the new connection.
+ * `kvs_viewer_shutdown` or `kvs_viewer_close` on another thread make it return
+ * `KVS_ERR_CLOSED` promptly. Blocking burns no CPU.
  *
  * # Safety
  * `viewer` must come from `kvs_viewer_connect` and not be closed; `out` must point to a
@@ -758,12 +780,38 @@ KvsStatus kvs_viewer_recv(struct KvsViewer *viewer, struct KvsMessage *out, int3
  * handle is freed all the same). A connection the server already ended closes with
  * `KVS_OK`.
  *
- * Thread-safety: no other call may be running or start on this handle.
+ * Thread-safety: may run while other threads are inside any call on this handle: their
+ * blocked `recv`/`send` return `KVS_ERR_CLOSED` promptly, calls that start meanwhile get
+ * `KVS_ERR_CLOSED`, and close waits until every call has left before freeing. A call that
+ * starts after close *returned* uses freed memory: that is the caller's bug. To stop a
+ * receive loop cleanly, use `kvs_viewer_shutdown`, join the thread, then close. A second
+ * close while one is running returns `KVS_ERR_CLOSED` and frees nothing.
  *
  * # Safety
- * `viewer` must be NULL or come from `kvs_viewer_connect`, and not be used afterwards.
+ * `viewer` must be NULL or come from `kvs_viewer_connect`, and not be used after this call
+ * returns.
  */
 KvsStatus kvs_viewer_close(struct KvsViewer *viewer);
+
+/**
+ * Ends the connection now, from any thread, and wakes every call blocked on the handle:
+ * `kvs_viewer_recv` returns the messages already received, then `KVS_ERR_CLOSED`;
+ * `kvs_viewer_send` returns `KVS_ERR_CLOSED`; `kvs_viewer_reconnect` is refused with
+ * `KVS_ERR_CLOSED`. A close frame still goes out, so the service frees the viewer slot.
+ * Idempotent. The handle stays valid until `kvs_viewer_close`, which is the only call left
+ * to make.
+ *
+ * The clean way to stop a receive thread: `kvs_viewer_shutdown(v)`, join the thread (its
+ * recv returned `KVS_ERR_CLOSED`), then `kvs_viewer_close(v)`.
+ *
+ * Returns `KVS_OK`, or `KVS_ERR_NULL_POINTER`. Thread-safety: any thread, any time before
+ * `kvs_viewer_close` returns.
+ *
+ * # Safety
+ * `viewer` must come from `kvs_viewer_connect`, and `kvs_viewer_close` must not have
+ * returned.
+ */
+KvsStatus kvs_viewer_shutdown(struct KvsViewer *viewer);
 
 /**
  * Connects again with the same configuration and the endpoints already known: one TLS
@@ -777,7 +825,11 @@ KvsStatus kvs_viewer_close(struct KvsViewer *viewer);
  * call `kvs_viewer_reconnect` again after a back-off (the official SDKs wait 100 ms·2ⁿ,
  * capped at 10 s, with full jitter), or `kvs_viewer_close`.
  *
- * Thread-safety: no other call may be running or start on this handle meanwhile.
+ * Thread-safety: may overlap every other call on the handle. Blocked `recv` calls keep
+ * waiting (within their timeout) and continue on the new connection; sends wait (up to 5 s)
+ * and go out on it (each thread's sends in their order); a send is never reported `KVS_OK`
+ * for a frame it dropped. Concurrent reconnects run one after the other. After `kvs_viewer_shutdown` (or
+ * while closing) it returns `KVS_ERR_CLOSED`.
  *
  * # Safety
  * `viewer` must come from `kvs_viewer_connect` and not be closed.
@@ -828,8 +880,8 @@ KvsStatus kvs_ice_server_init_sized(struct KvsIceServer *server, size_t size);
  *
  * Thread-safety: may run while other threads are in `kvs_viewer_recv` or `kvs_viewer_send`
  * on the same handle; it never blocks the connection. Concurrent ICE calls on one handle
- * wait for each other (one fetch at a time, bounded by the connect timeout). Never
- * concurrently with `kvs_viewer_close`.
+ * wait for each other (one fetch at a time, bounded by the connect timeout). During a
+ * `kvs_viewer_reconnect` it waits for it; `kvs_viewer_close` waits for it.
  *
  * # Safety
  * `viewer` must come from `kvs_viewer_connect` and not be closed; `out_count` writable.
@@ -934,6 +986,205 @@ KvsStatus kvs_viewer_stats_init_sized(struct KvsViewerStats *stats, size_t size)
  * `out->struct_size` readable and writable bytes.
  */
 KvsStatus kvs_viewer_get_stats(struct KvsViewer *viewer, struct KvsViewerStats *out);
+
+/**
+ * Formats URI `uri_index` of ICE server `server_index` (0 = STUN, as
+ * `kvs_viewer_ice_server_get`) in `style` (`KVS_ICE_URI_WEBRTC` or `KVS_ICE_URI_GSTREAMER`).
+ *
+ * Writes the length (without the NUL) to `*out_len` and the URI, NUL-terminated, to `buf`;
+ * when `cap` is too small it is cut and `KVS_ERR_BUFFER_TOO_SMALL` returned with the length
+ * (1024 bytes hold any URI). **An empty result (`*out_len` 0, `KVS_OK`) means: skip this
+ * URI** — the stack cannot use it (`stuns:` in libnice) or it repeats another URI of the same
+ * server (KVS lists `turns:…?transport=udp`, TURN over DTLS, which both stacks run as TLS over
+ * TCP, next to `turns:…?transport=tcp`; alone, it is formatted as TLS over TCP).
+ *
+ * The GStreamer form contains the TURN password: never log it. Refreshes the servers near
+ * their TTL like `kvs_viewer_ice_server_count`; take the URI count from
+ * `kvs_viewer_ice_server_get` (`uri_count`).
+ *
+ * Errors: `KVS_ERR_NULL_POINTER` (`viewer`, `out_len`), `KVS_ERR_INVALID_ARGUMENT`
+ * (`server_index` or `uri_index` past the list, an unknown `style`, `buf` NULL with `cap`
+ * > 0), `KVS_ERR_BUFFER_TOO_SMALL`, and the fetch errors of `kvs_viewer_ice_server_count`.
+ *
+ * Thread-safety: as `kvs_viewer_ice_server_count`.
+ *
+ * # Safety
+ * `viewer` must come from `kvs_viewer_connect` and not be closed; `buf` NULL or `cap`
+ * writable bytes; `out_len` NULL or writable.
+ */
+KvsStatus kvs_viewer_ice_server_uri(struct KvsViewer *viewer,
+                                    size_t server_index,
+                                    size_t uri_index,
+                                    int32_t style,
+                                    char *buf,
+                                    size_t cap,
+                                    size_t *out_len);
+
+/**
+ * Builds the offer payload `{"type":"offer","sdp":…}` from the SDP the WebRTC stack made
+ * (JSON-escaped: quotes, backslashes, CR/LF and control characters).
+ *
+ * Writes the payload's length (without the NUL) to `*out_len` and the payload, NUL-terminated,
+ * to `buf`; when `cap` is too small the text is cut and `KVS_ERR_BUFFER_TOO_SMALL` returned
+ * (`buf` NULL and `cap` 0 asks for the size: that too is `KVS_ERR_BUFFER_TOO_SMALL`, with
+ * `*out_len` set). The result is what
+ * `kvs_viewer_send(v, KVS_MSG_SDP_OFFER, buf, 0, NULL)` takes; `kvs_viewer_send_offer` does
+ * both.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER` (`sdp`, `out_len`), `KVS_ERR_INVALID_ARGUMENT` (`sdp`
+ * empty or not UTF-8; `buf` NULL with `cap` > 0), `KVS_ERR_BUFFER_TOO_SMALL`.
+ * Thread-safe; allocation-free for the caller.
+ *
+ * # Safety
+ * `sdp` must be NULL or NUL-terminated; `buf` NULL or `cap` writable bytes; `out_len`
+ * NULL or writable.
+ */
+KvsStatus kvs_payload_offer(const char *sdp, char *buf, size_t cap, size_t *out_len);
+
+/**
+ * Takes the SDP out of an answer payload (`{"type":"answer","sdp":…}`), unescaped
+ * (`\r\n`, `\"`, `\/`, `\uXXXX`), ready for the stack's `set-remote-description`.
+ *
+ * `payload` is `payload_len` bytes, or NUL-terminated when `payload_len` is 0 (as
+ * `kvs_viewer_send`). `type`, when present, must be `"answer"`. Output as
+ * `kvs_payload_offer`.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER` (`payload`, `out_len`), `KVS_ERR_INVALID_ARGUMENT`
+ * (`payload` is not UTF-8 or JSON, has no `sdp` string, or is not an answer — the detail
+ * says which), `KVS_ERR_BUFFER_TOO_SMALL`. Thread-safe.
+ *
+ * # Safety
+ * `payload` must be NULL, or point to `payload_len` readable bytes (NUL-terminated when 0);
+ * `buf` NULL or `cap` writable bytes; `out_len` NULL or writable.
+ */
+KvsStatus kvs_payload_answer_sdp(const char *payload,
+                                 size_t payload_len,
+                                 char *buf,
+                                 size_t cap,
+                                 size_t *out_len);
+
+/**
+ * Builds a candidate payload `{"candidate":…,"sdpMid":…,"sdpMLineIndex":…}`.
+ *
+ * `candidate` is the stack's candidate line (`candidate:1 1 UDP …`; "" means end of
+ * candidates). `sdp_mid` NULL and `sdp_mline_index` negative mean "absent" (written as
+ * `null`), but not both: the KVS C SDK master reads only `candidate`, yet browsers,
+ * libwebrtc and aiortc refuse a candidate without either, and webrtcbin needs the m-line
+ * index. Give both when you have them; webrtcbin's `on-ice-candidate` gives only the index.
+ * Output as `kvs_payload_offer`.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER` (`candidate`, `out_len`), `KVS_ERR_INVALID_ARGUMENT`
+ * (a string not UTF-8, both `sdp_mid` and `sdp_mline_index` absent, `sdp_mline_index` above
+ * 65535), `KVS_ERR_BUFFER_TOO_SMALL`. Thread-safe.
+ *
+ * # Safety
+ * `candidate` and `sdp_mid` must be NULL or NUL-terminated; `buf` NULL or `cap` writable
+ * bytes; `out_len` NULL or writable.
+ */
+KvsStatus kvs_payload_candidate(const char *candidate,
+                                const char *sdp_mid,
+                                int32_t sdp_mline_index,
+                                char *buf,
+                                size_t cap,
+                                size_t *out_len);
+
+/**
+ * Reads a received candidate payload into its three fields, unescaped.
+ *
+ * `payload` as in `kvs_payload_answer_sdp`. The candidate line goes to `candidate_buf` /
+ * `*candidate_len` (required). The mid goes to `sdp_mid_buf` / `*sdp_mid_len`, "" when
+ * absent or `null`; pass both NULL (and cap 0) when you do not need it. The m-line index
+ * goes to `*sdp_mline_index`, -1 when absent; NULL when not needed. A stack that takes only
+ * the index (webrtcbin) must map a mid-only candidate to its m-line itself (the order of
+ * `a=mid:` in the remote description). Every output is written even when one is too small;
+ * then `KVS_ERR_BUFFER_TOO_SMALL` names the first buffer that was.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER` (`payload`, `candidate_len`, a buffer's length pointer),
+ * `KVS_ERR_INVALID_ARGUMENT` (not UTF-8 or JSON, no `candidate` string, `sdpMid` not a
+ * string, `sdpMLineIndex` not an integer in 0..65535; a buffer NULL with a capacity),
+ * `KVS_ERR_BUFFER_TOO_SMALL`. Thread-safe.
+ *
+ * # Safety
+ * `payload` as in `kvs_payload_answer_sdp`; each buffer NULL or holding its capacity in
+ * writable bytes; each length pointer and `sdp_mline_index` NULL or writable.
+ */
+KvsStatus kvs_payload_candidate_parse(const char *payload,
+                                      size_t payload_len,
+                                      char *candidate_buf,
+                                      size_t candidate_cap,
+                                      size_t *candidate_len,
+                                      char *sdp_mid_buf,
+                                      size_t sdp_mid_cap,
+                                      size_t *sdp_mid_len,
+                                      int32_t *sdp_mline_index);
+
+/**
+ * The SDP of a received `KVS_MSG_SDP_ANSWER` message, as `kvs_payload_answer_sdp` on
+ * `msg->payload`. `buf` must not overlap `msg->payload`.
+ *
+ * Errors: those of `kvs_payload_answer_sdp`, and `KVS_ERR_NULL_POINTER` (`msg`),
+ * `KVS_ERR_INVALID_ARGUMENT` (`msg` is not an answer, or holds no received payload).
+ *
+ * # Safety
+ * `msg` must be NULL or a `KvsMessage` that `kvs_viewer_recv` filled, its payload buffer
+ * still valid; `buf` NULL or `cap` writable bytes; `out_len` NULL or writable.
+ */
+KvsStatus kvs_message_answer_sdp(const struct KvsMessage *msg,
+                                 char *buf,
+                                 size_t cap,
+                                 size_t *out_len);
+
+/**
+ * The fields of a received `KVS_MSG_ICE_CANDIDATE` message, as
+ * `kvs_payload_candidate_parse` on `msg->payload`. The buffers must not overlap
+ * `msg->payload`.
+ *
+ * Errors: those of `kvs_payload_candidate_parse`, and `KVS_ERR_NULL_POINTER` (`msg`),
+ * `KVS_ERR_INVALID_ARGUMENT` (`msg` is not a candidate, or holds no received payload).
+ *
+ * # Safety
+ * `msg` as in `kvs_message_answer_sdp`; the outputs as in `kvs_payload_candidate_parse`.
+ */
+KvsStatus kvs_message_candidate(const struct KvsMessage *msg,
+                                char *candidate_buf,
+                                size_t candidate_cap,
+                                size_t *candidate_len,
+                                char *sdp_mid_buf,
+                                size_t sdp_mid_cap,
+                                size_t *sdp_mid_len,
+                                int32_t *sdp_mline_index);
+
+/**
+ * Sends an `SDP_OFFER` built from `sdp` (as `kvs_payload_offer`, then `kvs_viewer_send`
+ * without a correlation id).
+ *
+ * Errors: `KVS_ERR_NULL_POINTER` (`viewer`, `sdp`), `KVS_ERR_INVALID_ARGUMENT` (`sdp`
+ * empty or not UTF-8, or the payload over the service's size limit), and the send errors of
+ * `kvs_viewer_send`. Thread-safety: as `kvs_viewer_send`.
+ *
+ * # Safety
+ * `viewer` must come from `kvs_viewer_connect` and not be closed; `sdp` NULL or
+ * NUL-terminated.
+ */
+KvsStatus kvs_viewer_send_offer(struct KvsViewer *viewer, const char *sdp);
+
+/**
+ * Sends an `ICE_CANDIDATE` built from its fields (as `kvs_payload_candidate`, then
+ * `kvs_viewer_send` without a correlation id). Safe to call from the stack's own thread
+ * while another thread blocks in `kvs_viewer_recv`.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER` (`viewer`, `candidate`), the argument errors of
+ * `kvs_payload_candidate`, and the send errors of `kvs_viewer_send`.
+ * Thread-safety: as `kvs_viewer_send`.
+ *
+ * # Safety
+ * `viewer` must come from `kvs_viewer_connect` and not be closed; `candidate` and
+ * `sdp_mid` NULL or NUL-terminated.
+ */
+KvsStatus kvs_viewer_send_candidate(struct KvsViewer *viewer,
+                                    const char *candidate,
+                                    const char *sdp_mid,
+                                    int32_t sdp_mline_index);
 
 /**
  * The name of a status code, e.g. `"KVS_ERR_ACCESS_DENIED"`.

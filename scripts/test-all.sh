@@ -9,7 +9,7 @@
 # rustup targets, botocore), then runs
 # the stages below, printing each one's duration, and ends with "N passed, N failed".
 # Stages: fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 cross-vendored
-# readme demo media (cross-aarch64 and cross-armv7 build against sysroots that scripts/sysroot.sh assembles from
+# readme demo media sanitize (cross-aarch64 and cross-armv7 build against sysroots that scripts/sysroot.sh assembles from
 # Debian's target packages, cached in build/sysroot; cross-vendored is the no-sysroot route,
 # armv7 with OpenSSL built from source; readme runs the README's marked snippets).
 #
@@ -26,7 +26,7 @@ emulator="${CARGO_TARGET_DIR:-$KVS_ROOT/target}/release/kvs-signaling-emulator"
 
 kvs_version="$(sed -n 's/^version = "\([0-9.]*\)"$/\1/p' "$KVS_ROOT/Cargo.toml" | head -n1)"
 
-all_stages=(fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 cross-vendored readme demo media)
+all_stages=(fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 cross-vendored readme demo media sanitize)
 if [ $# -gt 0 ]; then
   selected=("$@")
   for s in "${selected[@]}"; do
@@ -91,6 +91,11 @@ stage_setup() {
     python3 -m pip install --quiet botocore ||
       python3 -m pip install --quiet --break-system-packages botocore ||
       kvs_apt_ensure python3-botocore
+  fi
+  if want sanitize; then
+    rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+    rustup component list --toolchain nightly --installed | grep -q '^rust-src' ||
+      rustup component add rust-src --toolchain nightly
   fi
   if want fuzz; then
     rustup run nightly cargo --version >/dev/null 2>&1 ||
@@ -327,6 +332,22 @@ stage_media() {
   cmake --build "$dir/gst-viewer-asan" >/dev/null
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout 300 bash tests/media/run.sh \
     "$dir/gst-viewer-asan/gst-viewer" "$emulator" "$dir/run-asan" go-away tcp-drop
+}
+
+# Close, shutdown and reconnect racing blocked and busy calls on one handle
+# (src/ffi/handle_stress_tests.rs), 200 iterations each, under AddressSanitizer and
+# ThreadSanitizer: nightly with std rebuilt instrumented, one target dir per sanitizer.
+stage_sanitize() {
+  local host san
+  host="$(rustc -vV | sed -n 's/^host: //p')"
+  for san in address thread; do
+    kvs_log "sanitizer: $san"
+    RUSTFLAGS="-Zsanitizer=$san" KVS_STRESS_ITERATIONS=200 \
+      ASAN_OPTIONS=detect_leaks=1 TSAN_OPTIONS=halt_on_error=1 \
+      timeout 1200 cargo +nightly test -Zbuild-std --target "$host" \
+      --target-dir "${CARGO_TARGET_DIR:-$KVS_ROOT/target}/sanitize-$san" \
+      -p kvs-viewer --lib ffi::handle::stress_tests -- --nocapture
+  done
 }
 
 # ---------------------------------------------------------------------------------------------

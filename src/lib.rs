@@ -60,4 +60,5 @@ pub use sigv4::Credentials;
 pub mod ffi;
 #[doc(hidden)]
 pub mod fuzzing;
+pub(crate) mod ice_uri;
 pub(crate) mod payload;

@@ -517,6 +517,9 @@ impl Viewer {
             if let Some(end) = &state.ended {
                 return Err(end.error());
             }
+            if state.close_requested {
+                return Err(EndReason::ClosedByApp.error());
+            }
             let left = match deadline {
                 None => None,
                 Some(deadline) => {
@@ -570,6 +573,16 @@ impl Viewer {
     /// Why the connection ended, if it has.
     pub fn ended(&self) -> Option<Error> {
         self.shared.lock().ended.as_ref().map(EndReason::error)
+    }
+
+    /// Ends the connection from any thread, without waiting: the connection thread sends a
+    /// close frame; a blocked or later `recv` returns `Closed` once the messages already
+    /// received are taken, and later sends fail. Idempotent. `close` (or `reconnect`) still
+    /// joins the thread.
+    pub fn request_close(&self) {
+        self.shared.lock().close_requested = true;
+        self.shared.wake();
+        self.shared.arrived.notify_all();
     }
 
     /// Sends a close frame (so the service frees the viewer slot at once), waits for the

@@ -127,6 +127,22 @@ pub struct EmulatorConfig {
     /// Seconds a viewer message is kept for a master that is not connected (channel
     /// `MessageTtlSeconds`, default 60). Whether the service redelivers is unknown; we do.
     pub message_ttl_secs: u64,
+    /// ConnectAsViewer / ConnectAsMaster calls per second per channel (`--limit-connect-tps`;
+    /// service quota 3, hard). None = unlimited (the default: tests connect in bursts).
+    /// Over it: 400 `ClientLimitExceededException` on the upgrade.
+    pub limit_connect_tps: Option<u32>,
+    /// SendSdpOffer / SendSdpAnswer per second per connection (`--limit-sdp-tps`; service: 5).
+    /// Over it: `STATUS_RESPONSE` `ClientLimitExceededException` (with a correlationId) or drop.
+    pub limit_sdp_tps: Option<u32>,
+    /// SendIceCandidate per second per connection (`--limit-ice-tps`; service: 20).
+    pub limit_ice_tps: Option<u32>,
+    /// DescribeSignalingChannel per second per channel (`--limit-describe-tps`; service: 5).
+    /// Over it: 400 `ClientLimitExceededException`.
+    pub limit_describe_tps: Option<u32>,
+    /// Close a connection (code `close_code`) once its presigned URL's `X-Amz-Date +
+    /// X-Amz-Expires` has passed. The service checks the URL only at the upgrade (protocol.md
+    /// §3.5) and bounds the connection by the duration quota instead, so off by default.
+    pub close_on_presign_expiry: bool,
     /// Host name to advertise instead of the bind address (`--advertise-host`): the control
     /// plane is `NAME`, the HTTPS endpoint `r-<8 hex>.NAME`, the viewer WSS endpoint
     /// `v-<8 hex>.NAME` and the master's `m-<8 hex>.NAME` (distinct per role, as the service's),
@@ -185,6 +201,11 @@ impl Default for EmulatorConfig {
             upgrade_error_type_header: true,
             error_type_suffix: None,
             message_ttl_secs: 60,
+            close_on_presign_expiry: false,
+            limit_connect_tps: None,
+            limit_sdp_tps: None,
+            limit_ice_tps: None,
+            limit_describe_tps: None,
             advertise_host: None,
             advertise_control_host: None,
             advertise_https_host: None,
@@ -341,6 +362,35 @@ pub enum Fault {
     },
     /// Corrupt the next successful answer of one control-plane call (client validation tests).
     TamperNext(Tamper),
+    /// Close one viewer's (or every viewer's) connection with this close code, e.g. 1000, 1001
+    /// or 4000 (1000–1003, 1007–1014 and 3000–4999 are accepted).
+    Close {
+        /// Target viewer; None = every viewer.
+        #[serde(default)]
+        client_id: Option<String>,
+        /// Close code.
+        code: u16,
+        /// Close reason.
+        #[serde(default)]
+        reason: String,
+    },
+    /// The server stops reading and answering on a connection (a frozen peer): no frames, no
+    /// PONGs, no close; the TCP connection stays open. After `ms` (0 = until shutdown or until a
+    /// newer connection replaces it) it is dropped (RST).
+    Freeze {
+        /// Target viewer; None = every viewer.
+        #[serde(default)]
+        client_id: Option<String>,
+        /// Milliseconds before the frozen connection is dropped; 0 = never.
+        #[serde(default)]
+        ms: u64,
+    },
+    /// The server goes down for `ms`: every live WebSocket is dropped (RST), the TLS listener is
+    /// closed (new connections are refused), then it listens on the same port again.
+    ServerDown {
+        /// Milliseconds of downtime.
+        ms: u64,
+    },
 }
 
 /// How `Fault::TamperNext` corrupts an answer; each applies to one operation, once.

@@ -300,6 +300,11 @@ fn describe(shared: &Shared, body: &Map<String, Value>) -> Result<Value, ApiErro
         (None, Some(a)) => shared.channel_by_arn(&check_arn(Some(a), "channelARN")?),
     };
     let c = channel.ok_or_else(ApiError::not_found)?;
+    if !shared.admit_channel("describe_rate", shared.cfg.limit_describe_tps, &c.arn, "-") {
+        return Err(crate::server::limit_exceeded(
+            "DescribeSignalingChannel calls per second for this channel",
+        ));
+    }
     Ok(json!({ "ChannelInfo": channel_json(&c) }))
 }
 

@@ -46,10 +46,15 @@ pub enum Event {
         /// Peer address.
         peer: String,
     },
-    /// A TCP connection was refused or cut because the server is "down" (`Fault::ServerDown`).
-    TcpRefused {
-        /// Peer address.
-        peer: String,
+    /// The TLS listener closed for `Fault::ServerDown`: connections are refused.
+    ServerDown {
+        /// Milliseconds it stays down.
+        ms: u64,
+    },
+    /// The TLS listener is back after `Fault::ServerDown`.
+    ServerUp {
+        /// Listening address (the same port).
+        addr: String,
     },
     /// A connection ended with an I/O error outside a request.
     ConnectionError {
@@ -168,11 +173,11 @@ pub enum Event {
     },
     /// A limit (`--limit-*`) refused a request or a message.
     LimitExceeded {
-        /// Which limit: `connect_rate`, `sdp_rate`, `ice_rate`.
+        /// Which limit: `connect_rate`, `describe_rate`, `sdp_rate`, `ice_rate`.
         limit: String,
         /// Channel ARN.
         channel_arn: String,
-        /// Viewer client id, `MASTER` for the master.
+        /// Viewer client id, `MASTER` for the master, `-` for a control-plane call.
         client: String,
     },
     /// A WebSocket upgrade was held back (`StallHandshake`).
@@ -414,6 +419,8 @@ pub enum Event {
         conn: u64,
         /// Viewer client id (null for the master).
         client_id: Option<String>,
+        /// Milliseconds until it is dropped (0 = until shutdown or replacement).
+        ms: u64,
     },
 }
 

@@ -346,6 +346,7 @@ impl Emulator {
             fail_rules: Mutex::new(Vec::new()),
             tampers: Mutex::new(Vec::new()),
             down_until: Mutex::new(None),
+            rates: Mutex::new(std::collections::HashMap::new()),
             channels: Mutex::new(Vec::new()),
             hub: Mutex::new(Hub::default()),
             shutdown: AtomicBool::new(false),
@@ -354,6 +355,7 @@ impl Emulator {
             wss_endpoint: wss_endpoint.clone(),
             master_wss_endpoint: master_wss_endpoint.clone(),
             https_endpoint: https_endpoint.clone(),
+            tls_addr: addr,
             events,
             cfg: cfg.clone(),
         });

@@ -62,6 +62,17 @@ OPTIONS:
                                  ListChannels|DeleteChannel|UpdateChannel|TagResource|
                                  UntagResource|ListTags|Any
                                  (may be repeated), e.g. --fail Connect:503:ServiceUnavailableException:2
+    --limit-connect-tps N        ConnectAsViewer/ConnectAsMaster calls per second per channel
+                                 (service quota 3; default unlimited) -> ClientLimitExceededException
+    --limit-sdp-tps N            SDP offers/answers per second per connection (service: 5)
+    --limit-ice-tps N            ICE candidates per second per connection (service: 20)
+    --limit-describe-tps N       DescribeSignalingChannel calls per second per channel (service: 5)
+    --service-limits             All four at the service's values (3, 5, 20, 5)
+    --close-on-presign-expiry    Close a connection once its presigned URL expires (the service
+                                 checks the URL only at the upgrade; off by default)
+    --fault JSON                 Inject this fault (admin API JSON) at start (may be repeated)
+    --fault-at MS:JSON           Inject this fault MS milliseconds after start (may be repeated),
+                                 e.g. --fault-at '5000:{\"ServerDown\":{\"ms\":20000}}'
     --accept-host-without-port   Also accept signatures over the Host without its port
     --error-type-suffix S        Append ':S' to x-amzn-ErrorType values
     --tls-cert PEM               Use this server certificate (with --tls-key) instead of a fresh CA
@@ -103,6 +114,12 @@ struct Cli {
     env_file: Option<PathBuf>,
     max_seconds: u64,
     faults: Vec<Fault>,
+    /// (milliseconds after start, fault), in the order given.
+    scheduled: Vec<(u64, Fault)>,
+}
+
+fn parse_fault(flag: &str, json: &str) -> Result<Fault, String> {
+    serde_json::from_str(json).map_err(|e| format!("{flag}: '{json}' is not a fault: {e}"))
 }
 
 fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
@@ -110,6 +127,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
     let mut env_file = None;
     let mut max_seconds = 600u64;
     let mut faults = Vec::new();
+    let mut scheduled = Vec::new();
     let mut akid: Option<String> = None;
     let mut secret: Option<String> = None;
     let mut session = false;
@@ -214,6 +232,29 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
                     },
                 });
             }
+            "--close-on-presign-expiry" => cfg.close_on_presign_expiry = true,
+            "--limit-connect-tps" => cfg.limit_connect_tps = Some(num(&flag, val())?),
+            "--limit-sdp-tps" => cfg.limit_sdp_tps = Some(num(&flag, val())?),
+            "--limit-ice-tps" => cfg.limit_ice_tps = Some(num(&flag, val())?),
+            "--limit-describe-tps" => cfg.limit_describe_tps = Some(num(&flag, val())?),
+            "--service-limits" => {
+                cfg.limit_connect_tps = Some(3);
+                cfg.limit_sdp_tps = Some(5);
+                cfg.limit_ice_tps = Some(20);
+                cfg.limit_describe_tps = Some(5);
+            }
+            "--fault" => {
+                let v = val().ok_or("--fault needs a JSON fault")?;
+                faults.push(parse_fault("--fault", &v)?);
+            }
+            "--fault-at" => {
+                let v = val().ok_or("--fault-at needs MS:JSON")?;
+                let (ms, json) = v
+                    .split_once(':')
+                    .ok_or_else(|| format!("--fault-at: '{v}' is not MS:JSON"))?;
+                let ms: u64 = num("--fault-at MS", Some(ms.to_string()))?;
+                scheduled.push((ms, parse_fault("--fault-at", json)?));
+            }
             "--accept-host-without-port" => cfg.accept_host_without_port = true,
             "--error-type-suffix" => {
                 cfg.error_type_suffix = Some(val().ok_or("--error-type-suffix needs a value")?)
@@ -264,6 +305,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
         env_file,
         max_seconds,
         faults,
+        scheduled,
     }))
 }
 
@@ -323,9 +365,19 @@ fn main() -> ExitCode {
         env.ca_file.display(),
         env.event_log.display()
     );
-    let deadline =
-        (cli.max_seconds > 0).then(|| Instant::now() + Duration::from_secs(cli.max_seconds));
+    let started = Instant::now();
+    let deadline = (cli.max_seconds > 0).then(|| started + Duration::from_secs(cli.max_seconds));
+    let mut scheduled = cli.scheduled;
+    scheduled.sort_by_key(|(ms, _)| *ms);
+    let mut scheduled = scheduled.into_iter().peekable();
     let why = loop {
+        while let Some((_, f)) =
+            scheduled.next_if(|(ms, _)| started.elapsed() >= Duration::from_millis(*ms))
+        {
+            if let Err(e) = emu.inject(f) {
+                eprintln!("kvs-signaling-emulator: scheduled fault: {e}");
+            }
+        }
         if stop.load(Ordering::SeqCst) {
             break "signal";
         }

@@ -48,6 +48,8 @@ pub(crate) enum Cmd {
     CloseAfter(Duration),
     /// Abrupt close (RST).
     Drop,
+    /// Stop reading and answering; drop after the duration (None = never).
+    Freeze(Option<Duration>),
 }
 
 /// A connection registered in the hub.
@@ -66,6 +68,38 @@ pub(crate) struct Hub {
     pub masters: HashMap<String, ConnRef>,
     /// channel ARN → viewer messages waiting for a master (deadline, frame).
     pub pending: HashMap<String, VecDeque<(Instant, String)>>,
+}
+
+/// Calls accepted in the last second (a sliding window).
+#[derive(Debug, Default)]
+pub(crate) struct RateWindow(VecDeque<Instant>);
+
+impl RateWindow {
+    /// Records a call if fewer than `per_second` were accepted in the last second.
+    pub fn admit(&mut self, per_second: u32) -> bool {
+        let now = Instant::now();
+        while self
+            .0
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            self.0.pop_front();
+        }
+        if self.0.len() >= per_second as usize {
+            return false;
+        }
+        self.0.push_back(now);
+        true
+    }
+}
+
+/// The exception every rate limit answers with.
+pub(crate) fn limit_exceeded(what: &str) -> ApiError {
+    ApiError::new(
+        400,
+        "ClientLimitExceededException",
+        format!("Your request has been throttled because you have exceeded the limit of {what}."),
+    )
 }
 
 /// A pending `FailNext`.
@@ -154,6 +188,8 @@ pub(crate) struct Shared {
     pub fail_rules: Mutex<Vec<FailRule>>,
     /// Pending `TamperNext` faults, applied in order.
     pub tampers: Mutex<Vec<Tamper>>,
+    /// Per-channel rate windows: (limit name, channel ARN) → accepted calls in the last second.
+    pub rates: Mutex<HashMap<(&'static str, String), RateWindow>>,
     /// `ServerDown`: until then new TCP connections are cut at once.
     pub down_until: Mutex<Option<Instant>>,
     pub channels: Mutex<Vec<Channel>>,
@@ -166,6 +202,8 @@ pub(crate) struct Shared {
     /// MASTER WSS endpoint.
     pub master_wss_endpoint: String,
     pub https_endpoint: String,
+    /// The TLS listener's address (re-bound after `ServerDown`).
+    pub tls_addr: std::net::SocketAddr,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -197,6 +235,30 @@ impl Shared {
     /// The emulator's clock (system clock + offset), Unix seconds.
     pub fn now(&self) -> i64 {
         system_secs() + self.clock_offset.load(Ordering::SeqCst)
+    }
+
+    /// Checks a per-channel rate limit (None = unlimited); records a `limit_exceeded` event
+    /// when over it.
+    pub fn admit_channel(
+        &self,
+        limit: &'static str,
+        per_second: Option<u32>,
+        channel_arn: &str,
+        client: &str,
+    ) -> bool {
+        let Some(n) = per_second else { return true };
+        let ok = lock(&self.rates)
+            .entry((limit, channel_arn.to_string()))
+            .or_default()
+            .admit(n);
+        if !ok {
+            self.emit(Event::LimitExceeded {
+                limit: limit.into(),
+                channel_arn: channel_arn.into(),
+                client: client.into(),
+            });
+        }
+        ok
     }
 
     /// Whether the server plays dead (`Fault::ServerDown`).
@@ -396,6 +458,40 @@ impl Shared {
             Fault::IdleTimeout { secs } => self.idle_timeout_secs.store(secs, Ordering::SeqCst),
             Fault::MaxLifetime { secs } => self.max_lifetime_secs.store(secs, Ordering::SeqCst),
             Fault::TamperNext(t) => lock(&self.tampers).push(t),
+            Fault::Close {
+                client_id,
+                code,
+                reason,
+            } => {
+                if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+                    return Err(format!("Close code {code} cannot be sent in a close frame"));
+                }
+                for (_, c) in self.targets(client_id.as_deref())? {
+                    let _ = c.tx.send(Cmd::Close(code, reason.clone()));
+                }
+            }
+            Fault::Freeze { client_id, ms } => {
+                let d = (ms > 0).then(|| Duration::from_millis(ms));
+                for (_, c) in self.targets(client_id.as_deref())? {
+                    let _ = c.tx.send(Cmd::Freeze(d));
+                }
+            }
+            Fault::ServerDown { ms } => {
+                *lock(&self.down_until) = Some(Instant::now() + Duration::from_millis(ms));
+                {
+                    let hub = lock(&self.hub);
+                    for c in hub
+                        .viewers
+                        .iter()
+                        .map(|(_, _, c)| c)
+                        .chain(hub.masters.values())
+                    {
+                        let _ = c.tx.send(Cmd::Drop);
+                    }
+                }
+                // Wake the accept loop so it closes the listener now.
+                let _ = TcpStream::connect_timeout(&self.tls_addr, Duration::from_secs(1));
+            }
         }
         Ok(())
     }
@@ -417,9 +513,38 @@ pub(crate) fn tls_accept_loop(
     listener: TcpListener,
     acceptor: Arc<native_tls::TlsAcceptor>,
 ) {
-    for stream in listener.incoming() {
+    let mut listener = listener;
+    loop {
+        let stream = listener.accept().map(|(s, _)| s);
         if shared.is_shutdown() {
             break;
+        }
+        if shared.server_down() {
+            // Closing the socket makes the kernel refuse new connections (RST to the SYN).
+            drop(stream);
+            let addr = shared.tls_addr;
+            drop(listener);
+            let left = lock(&shared.down_until)
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or_default();
+            shared.emit(Event::ServerDown {
+                ms: left.as_millis() as u64,
+            });
+            listener = loop {
+                if shared.is_shutdown() {
+                    return;
+                }
+                if !shared.server_down()
+                    && let Ok(l) = TcpListener::bind(addr)
+                {
+                    break l;
+                }
+                std::thread::sleep(POLL * 4);
+            };
+            shared.emit(Event::ServerUp {
+                addr: addr.to_string(),
+            });
+            continue;
         }
         let Ok(stream) = stream else { continue };
         shared.emit(Event::TcpAccept {

@@ -22,7 +22,10 @@ use crate::control::{valid_arn, valid_name};
 use crate::events::Event;
 use crate::http::{self, Head, WsIo};
 use crate::sdp;
-use crate::server::{ApiError, Cmd, CmdRx, ConnRef, POLL, Shared, cmd_channel, lock, request_id};
+use crate::server::{
+    ApiError, Cmd, CmdRx, ConnRef, POLL, RateWindow, Shared, cmd_channel, limit_exceeded, lock,
+    request_id,
+};
 use crate::sigv4::SignedRequest;
 
 /// Role of a connection.
@@ -188,6 +191,17 @@ fn connect_verdict(shared: &Shared, head: &Head) -> Result<Target, ApiError> {
     let channel = shared
         .channel_by_arn(&arn)
         .ok_or_else(ApiError::not_found)?;
+    let who = client_id.clone().unwrap_or_else(|| "MASTER".into());
+    if !shared.admit_channel(
+        "connect_rate",
+        shared.cfg.limit_connect_tps,
+        &channel.arn,
+        &who,
+    ) {
+        return Err(limit_exceeded(
+            "ConnectAsViewer/ConnectAsMaster calls per second for this channel",
+        ));
+    }
     Ok(Target {
         role: if client_id.is_some() {
             Role::Viewer
@@ -383,6 +397,8 @@ pub(crate) fn handle_upgrade(
                 raw_tcp,
                 rx,
                 delayed: VecDeque::new(),
+                sdp_rate: RateWindow::default(),
+                ice_rate: RateWindow::default(),
             };
             let reason = c.run();
             unregister(shared, &t, conn_id);
@@ -439,6 +455,10 @@ struct Conn {
     rx: CmdRx,
     /// Own messages scheduled for later (built-in master, STATUS_RESPONSE): (due, frame, kind).
     delayed: VecDeque<(Instant, String, &'static str)>,
+    /// SendSdpOffer/SendSdpAnswer calls in the last second (`limit_sdp_tps`).
+    sdp_rate: RateWindow,
+    /// SendIceCandidate calls in the last second (`limit_ice_tps`).
+    ice_rate: RateWindow,
 }
 
 impl Conn {
@@ -496,6 +516,42 @@ impl Conn {
         *why = format!("server_close: {reason}");
     }
 
+    /// A frozen peer: reads nothing, writes nothing (no PONG, no close), until `d` passes, a
+    /// newer connection replaces it, another fault ends it, or the emulator stops; then RST.
+    fn frozen(&mut self, d: Option<Duration>) -> String {
+        self.shared.emit(Event::Frozen {
+            conn: self.id,
+            client_id: self.target.client_id.clone(),
+            ms: d.map_or(0, |d| d.as_millis() as u64),
+        });
+        let until = d.map(|d| Instant::now() + d);
+        let why = loop {
+            if self.shared.is_shutdown() {
+                break "frozen, then the emulator stopped";
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
+                break "frozen, then dropped";
+            }
+            // Replacement (Close) and DropConnection end it; everything else is ignored.
+            if self
+                .rx
+                .try_iter()
+                .any(|c| matches!(c, Cmd::Close(..) | Cmd::Drop))
+            {
+                break "frozen, then replaced or dropped";
+            }
+            std::thread::sleep(POLL * 4);
+        };
+        unregister(&self.shared, &self.target, self.id);
+        self.shared.emit(Event::Dropped {
+            conn: self.id,
+            client_id: self.target.client_id.clone(),
+            role: self.target.role_name().into(),
+        });
+        set_linger_zero(&self.raw_tcp);
+        why.into()
+    }
+
     /// Runs until the connection ends; returns why.
     fn run(&mut self) -> String {
         let start = Instant::now();
@@ -551,6 +607,7 @@ impl Conn {
                             set_linger_zero(&self.raw_tcp);
                             return "dropped".into();
                         }
+                        Cmd::Freeze(d) => return self.frozen(d),
                     }
                 }
                 if closing.is_some() {
@@ -590,6 +647,12 @@ impl Conn {
                         &mut closing,
                         &mut why,
                     );
+                    continue;
+                }
+                if self.shared.cfg.close_on_presign_expiry
+                    && self.shared.now() >= self.target.presign_expires_at
+                {
+                    self.start_close(code, "Presigned URL expired", &mut closing, &mut why);
                     continue;
                 }
                 if go_away_at.is_some_and(|g| now >= g) {
@@ -815,6 +878,33 @@ impl Conn {
             return;
         }
         let kind = static_kind(&action);
+        let (limit, per_second, window) = if kind == "ICE_CANDIDATE" {
+            (
+                "ice_rate",
+                self.shared.cfg.limit_ice_tps,
+                &mut self.ice_rate,
+            )
+        } else {
+            (
+                "sdp_rate",
+                self.shared.cfg.limit_sdp_tps,
+                &mut self.sdp_rate,
+            )
+        };
+        if let Some(n) = per_second
+            && !window.admit(n)
+        {
+            self.shared.emit(Event::LimitExceeded {
+                limit: limit.into(),
+                channel_arn: self.target.channel_arn.clone(),
+                client: self.target.label(),
+            });
+            let e = limit_exceeded(&format!(
+                "{n} {action} messages per second on this connection"
+            ));
+            self.status_response(corr_ref, e.status, &e.error_type, &e.message);
+            return;
+        }
         match self.target.role {
             Role::Viewer => self.relay_from_viewer(kind, &payload),
             Role::Master => {

@@ -216,9 +216,67 @@ fn help_documents_every_flag() {
         "--fail",
         "--idle-timeout",
         "--max-connection-seconds",
+        "--advertise-host",
+        "--advertise-master-host",
+        "--bind",
+        "--close-on-presign-expiry",
+        "--fault",
+        "--fault-at",
+        "--limit-connect-tps",
+        "--limit-sdp-tps",
+        "--limit-ice-tps",
+        "--limit-describe-tps",
+        "--service-limits",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");
     }
     let bad = Command::new(BIN).arg("--bogus").output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn faults_from_the_command_line_at_start_and_later() {
+    let dir = scratch("fault-at");
+    let env_file = dir.join("emu.env");
+    let (child, _rx) = spawn(&[
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "--max-seconds",
+        "60",
+        "--state-dir",
+        dir.join("s").to_str().unwrap(),
+        "--fault",
+        r#"{"ClockOffset":{"secs":120}}"#,
+        "--fault-at",
+        r#"400:{"ServerDown":{"ms":600}}"#,
+    ]);
+    let env = env_from(&parse_env(&env_file));
+    assert_eq!(
+        admin(&env, "GET", "/v1/state", "").json()["clock_offset_secs"],
+        120
+    );
+    // The scheduled fault fires (bounded wait on the event log), then the server is back.
+    let deadline = std::time::Instant::now() + WAIT;
+    let saw = |t: &str| {
+        admin(&env, "GET", "/v1/events", "")
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == t)
+    };
+    while !saw("server_up") {
+        assert!(std::time::Instant::now() < deadline, "no server_up event");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(saw("server_down"));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(wait_exit(child, WAIT).success());
+    let bad = Command::new(BIN)
+        .args(["--fault-at", "x:{}"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
 }

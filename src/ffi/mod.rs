@@ -3,8 +3,11 @@
 //! Every export converts its arguments, runs the safe core inside a panic boundary, maps the
 //! error to a stable code and records the detail for `kvs_last_error_message`.
 
+mod handle;
 mod ice;
+mod ice_format;
 mod log;
+mod payload;
 mod stats;
 mod status;
 mod types;
@@ -13,12 +16,12 @@ mod versioned;
 use std::cell::RefCell;
 use std::ffi::{CStr, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::session::Viewer;
 
+pub use handle::KvsViewer;
 pub use ice::*;
 pub use log::*;
 pub use stats::*;
@@ -197,36 +200,31 @@ pub extern "C" fn kvs_viewer_abi_version() -> u32 {
 // ---------------------------------------------------------------------------------------
 // The viewer.
 
-/// A connected viewer. Opaque: created by `kvs_viewer_connect`, destroyed by
-/// `kvs_viewer_close`.
-pub struct KvsViewer {
-    viewer: Viewer,
-    /// Set when a call panicked mid-operation; the handle then answers `KVS_ERR_CLOSED`.
-    poisoned: AtomicBool,
-}
-
-/// Runs `f` on a live handle behind the panic boundary.
-pub(crate) fn with_viewer(
+/// Runs `f` on a live handle behind the panic boundary; a caught panic poisons the handle.
+pub(crate) fn with_handle(
     viewer: *const KvsViewer,
-    f: impl FnOnce(&Viewer) -> Result<(), KvsStatus>,
+    f: impl FnOnce(&KvsViewer) -> Result<(), KvsStatus>,
 ) -> KvsStatus {
     if viewer.is_null() {
         return null_pointer("viewer");
     }
-    // SAFETY: non-NULL; the caller guarantees it came from `kvs_viewer_connect` and was not
-    // closed, and the header documents which calls may overlap on one handle.
+    // SAFETY: non-NULL; the caller guarantees it came from `kvs_viewer_connect` and that
+    // `kvs_viewer_close` has not returned (calls overlapping a close are counted by the
+    // handle, which frees only after they left).
     let handle = unsafe { &*viewer };
-    if handle.poisoned.load(Ordering::Acquire) {
-        return fail(Error::closed(
-            None,
-            "this handle is unusable after an internal error; close it",
-        ));
-    }
-    let code = guard(|| f(&handle.viewer));
+    let code = guard(|| f(handle));
     if code == KVS_ERR_INTERNAL {
-        handle.poisoned.store(true, Ordering::Release);
+        handle.poison();
     }
     code
+}
+
+/// Runs `f` on the core viewer of a live handle (waiting while a reconnect runs).
+pub(crate) fn with_viewer(
+    viewer: *const KvsViewer,
+    f: impl FnOnce(&Viewer) -> Result<(), KvsStatus>,
+) -> KvsStatus {
+    with_handle(viewer, |h| h.call(f))
 }
 
 /// Validates `config`, presigns the `ConnectAsViewer` URL and opens TLS + WebSocket, all
@@ -270,10 +268,7 @@ pub unsafe extern "C" fn kvs_viewer_connect(
         // SAFETY: non-NULL, and the caller guarantees `struct_size` readable bytes.
         let rust_config = unsafe { types::read_config(config) }.map_err(fail)?;
         let viewer = Viewer::connect(&rust_config).map_err(fail)?;
-        let handle = Box::new(KvsViewer {
-            viewer,
-            poisoned: AtomicBool::new(false),
-        });
+        let handle = Box::new(KvsViewer::new(viewer, rust_config.send_timeout));
         // SAFETY: checked non-NULL above; the caller guarantees it is writable.
         unsafe { out_viewer.write(Box::into_raw(handle)) };
         Ok(())
@@ -295,7 +290,9 @@ pub unsafe extern "C" fn kvs_viewer_connect(
 ///
 /// Thread-safety: may run while another thread is blocked in `kvs_viewer_recv` on the same
 /// handle (the frame goes out at once); concurrent sends on one handle are serialised
-/// internally and keep their call order. Never concurrently with `kvs_viewer_close`.
+/// internally and keep their call order. During a `kvs_viewer_reconnect` on another thread
+/// it waits (up to 5 s) and goes out on the new connection; during `kvs_viewer_shutdown` or
+/// `kvs_viewer_close` it returns `KVS_ERR_CLOSED` promptly.
 ///
 /// # Safety
 /// `viewer` must come from `kvs_viewer_connect` and not be closed; `payload` must point to
@@ -312,14 +309,18 @@ pub unsafe extern "C" fn kvs_viewer_send(
     if payload.is_null() {
         return null_pointer("payload");
     }
-    with_viewer(viewer, |v| {
+    with_handle(viewer, |h| {
         let message_type = types::message_type_from_c(message_type);
         // SAFETY: non-NULL; the caller guarantees the length (or the terminating NUL).
         let bytes = unsafe { types::payload_bytes(payload, payload_len) };
         // SAFETY: NULL or NUL-terminated, per the contract.
         let correlation_id =
             unsafe { types::optional_str(correlation_id, "correlation_id") }.map_err(fail)?;
-        v.send(message_type, bytes, correlation_id).map_err(fail)
+        let deadline = Instant::now() + h.send_timeout;
+        h.call_across_reconnects(Some(deadline), |v, _| {
+            v.send(message_type, bytes, correlation_id)
+        })
+        .map_err(fail)
     })
 }
 
@@ -337,8 +338,10 @@ pub unsafe extern "C" fn kvs_viewer_send(
 /// are skipped, never fatal. The library allocates nothing the caller must free.
 ///
 /// Thread-safety: one thread at a time per handle may be in `kvs_viewer_recv`; it may block
-/// while other threads call `kvs_viewer_send`. Never concurrently with `kvs_viewer_close`.
-/// Blocking burns no CPU.
+/// while other threads call `kvs_viewer_send`. A `kvs_viewer_reconnect` on another thread
+/// does not end it: it goes on waiting (within `timeout_ms`) on the new connection.
+/// `kvs_viewer_shutdown` or `kvs_viewer_close` on another thread make it return
+/// `KVS_ERR_CLOSED` promptly. Blocking burns no CPU.
 ///
 /// # Safety
 /// `viewer` must come from `kvs_viewer_connect` and not be closed; `out` must point to a
@@ -353,10 +356,10 @@ pub unsafe extern "C" fn kvs_viewer_recv(
     if out.is_null() {
         return null_pointer("out");
     }
-    with_viewer(viewer, |v| {
+    with_handle(viewer, |h| {
         // SAFETY: non-NULL; the caller guarantees `struct_size` readable, writable bytes.
         let mut out = unsafe { types::MessageOut::open(out) }.map_err(fail)?;
-        let timeout = match timeout_ms {
+        let deadline = match timeout_ms {
             -1 => None,
             t if t < 0 => {
                 return Err(fail(Error::invalid(
@@ -364,11 +367,14 @@ pub unsafe extern "C" fn kvs_viewer_recv(
                     format!("{t}; use -1 to wait forever, 0 to poll, or a positive bound"),
                 )));
             }
-            t => Some(Duration::from_millis(t as u64)),
+            t => Some(Instant::now() + Duration::from_millis(t as u64)),
         };
-        // SAFETY: `open` validated the buffer pointer/capacity pair.
-        v.recv_with(timeout, |m| unsafe { out.fill(m) })
-            .map_err(fail)?;
+        h.call_across_reconnects(deadline, |v, deadline| {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            // SAFETY: `open` validated the buffer pointer/capacity pair.
+            v.recv_with(left, |m| unsafe { out.fill(m) })
+        })
+        .map_err(fail)?;
         // SAFETY: as `open`.
         unsafe { out.commit() };
         Ok(())
@@ -384,18 +390,54 @@ pub unsafe extern "C" fn kvs_viewer_recv(
 /// handle is freed all the same). A connection the server already ended closes with
 /// `KVS_OK`.
 ///
-/// Thread-safety: no other call may be running or start on this handle.
+/// Thread-safety: may run while other threads are inside any call on this handle: their
+/// blocked `recv`/`send` return `KVS_ERR_CLOSED` promptly, calls that start meanwhile get
+/// `KVS_ERR_CLOSED`, and close waits until every call has left before freeing. A call that
+/// starts after close *returned* uses freed memory: that is the caller's bug. To stop a
+/// receive loop cleanly, use `kvs_viewer_shutdown`, join the thread, then close. A second
+/// close while one is running returns `KVS_ERR_CLOSED` and frees nothing.
 ///
 /// # Safety
-/// `viewer` must be NULL or come from `kvs_viewer_connect`, and not be used afterwards.
+/// `viewer` must be NULL or come from `kvs_viewer_connect`, and not be used after this call
+/// returns.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kvs_viewer_close(viewer: *mut KvsViewer) -> KvsStatus {
     if viewer.is_null() {
         return ok();
     }
-    // SAFETY: created by `Box::into_raw` in `kvs_viewer_connect`; ownership returns here.
-    let handle = unsafe { Box::from_raw(viewer) };
-    guard(move || handle.viewer.close().map_err(fail))
+    // SAFETY: from `kvs_viewer_connect`, and (the caller guarantees) not yet closed.
+    let handle = unsafe { &*viewer };
+    guard(|| {
+        handle.drain_for_close().map_err(fail)?;
+        // SAFETY: created by `Box::into_raw` in `kvs_viewer_connect`; no call is inside any
+        // more and new ones are refused, so ownership returns here.
+        let handle = unsafe { Box::from_raw(viewer) };
+        handle.into_viewer().close().map_err(fail)
+    })
+}
+
+/// Ends the connection now, from any thread, and wakes every call blocked on the handle:
+/// `kvs_viewer_recv` returns the messages already received, then `KVS_ERR_CLOSED`;
+/// `kvs_viewer_send` returns `KVS_ERR_CLOSED`; `kvs_viewer_reconnect` is refused with
+/// `KVS_ERR_CLOSED`. A close frame still goes out, so the service frees the viewer slot.
+/// Idempotent. The handle stays valid until `kvs_viewer_close`, which is the only call left
+/// to make.
+///
+/// The clean way to stop a receive thread: `kvs_viewer_shutdown(v)`, join the thread (its
+/// recv returned `KVS_ERR_CLOSED`), then `kvs_viewer_close(v)`.
+///
+/// Returns `KVS_OK`, or `KVS_ERR_NULL_POINTER`. Thread-safety: any thread, any time before
+/// `kvs_viewer_close` returns.
+///
+/// # Safety
+/// `viewer` must come from `kvs_viewer_connect`, and `kvs_viewer_close` must not have
+/// returned.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_viewer_shutdown(viewer: *mut KvsViewer) -> KvsStatus {
+    with_handle(viewer, |h| {
+        h.shutdown();
+        Ok(())
+    })
 }
 
 /// Connects again with the same configuration and the endpoints already known: one TLS
@@ -409,29 +451,17 @@ pub unsafe extern "C" fn kvs_viewer_close(viewer: *mut KvsViewer) -> KvsStatus {
 /// call `kvs_viewer_reconnect` again after a back-off (the official SDKs wait 100 ms·2ⁿ,
 /// capped at 10 s, with full jitter), or `kvs_viewer_close`.
 ///
-/// Thread-safety: no other call may be running or start on this handle meanwhile.
+/// Thread-safety: may overlap every other call on the handle. Blocked `recv` calls keep
+/// waiting (within their timeout) and continue on the new connection; sends wait (up to 5 s)
+/// and go out on it (each thread's sends in their order); a send is never reported `KVS_OK`
+/// for a frame it dropped. Concurrent reconnects run one after the other. After `kvs_viewer_shutdown` (or
+/// while closing) it returns `KVS_ERR_CLOSED`.
 ///
 /// # Safety
 /// `viewer` must come from `kvs_viewer_connect` and not be closed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kvs_viewer_reconnect(viewer: *mut KvsViewer) -> KvsStatus {
-    if viewer.is_null() {
-        return null_pointer("viewer");
-    }
-    // SAFETY: non-NULL, from `kvs_viewer_connect`, and the caller guarantees exclusive use
-    // for the duration of this call.
-    let handle = unsafe { &mut *viewer };
-    if handle.poisoned.load(Ordering::Acquire) {
-        return fail(Error::closed(
-            None,
-            "this handle is unusable after an internal error; close it",
-        ));
-    }
-    let code = guard(|| handle.viewer.reconnect().map_err(fail));
-    if code == KVS_ERR_INTERNAL {
-        handle.poisoned.store(true, Ordering::Release);
-    }
-    code
+    with_handle(viewer, |h| h.reconnect().map_err(fail))
 }
 
 /// The wire name of a `KVS_MSG_*` type (e.g. `"SDP_ANSWER"`); `"UNKNOWN"` for any other

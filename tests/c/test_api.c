@@ -189,6 +189,7 @@ static void test_null_pointers(void) {
   CHECK_CODE(kvs_viewer_recv(NULL, &msg, 0), KVS_ERR_NULL_POINTER);
   CHECK_CODE(kvs_viewer_close(NULL), KVS_OK);
   CHECK_CODE(kvs_viewer_reconnect(NULL), KVS_ERR_NULL_POINTER);
+  CHECK_CODE(kvs_viewer_shutdown(NULL), KVS_ERR_NULL_POINTER);
   size_t count = 0;
   KvsIceServer ice;
   kvs_ice_server_init(&ice);

@@ -314,6 +314,118 @@ static void test_reconnect(void) {
   CHECK_CODE(kvs_viewer_close(v), KVS_OK);
 }
 
+/* kvs_viewer_shutdown from the main thread wakes a receiver blocked without a bound and a
+ * sender loop; both see KVS_ERR_CLOSED, the handle stays valid until close. No handshake with
+ * the threads is needed: a call that starts after the shutdown gets KVS_ERR_CLOSED too. */
+struct loop_thread {
+  KvsViewer *v;
+  int32_t rc;
+  int sent;
+};
+
+static void *recv_forever_main(void *arg) {
+  struct loop_thread *t = arg;
+  char buf[16384];
+  KvsMessage msg;
+  for (;;) {
+    kvs_message_init(&msg, buf, sizeof buf);
+    t->rc = kvs_viewer_recv(t->v, &msg, -1);
+    if (t->rc != KVS_OK) return NULL;
+  }
+}
+
+static void *send_until_closed_main(void *arg) {
+  struct loop_thread *t = arg;
+  for (;;) {
+    t->rc = kvs_viewer_send(t->v, KVS_MSG_ICE_CANDIDATE, CANDIDATE, strlen(CANDIDATE), NULL);
+    if (t->rc != KVS_OK) return NULL;
+    t->sent++;
+  }
+}
+
+static void test_shutdown_wakes_blocked_calls(void) {
+  KvsViewerConfig cfg;
+  emulator_config(&cfg, "c-test-shutdown");
+  KvsViewer *v = NULL;
+  CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_OK);
+  if (!v) return;
+  struct loop_thread r = {v, 1, 0}, s = {v, 1, 0};
+  pthread_t rt, st;
+  CHECK(pthread_create(&rt, NULL, recv_forever_main, &r) == 0);
+  CHECK(pthread_create(&st, NULL, send_until_closed_main, &s) == 0);
+  CHECK_CODE(kvs_viewer_send(v, KVS_MSG_SDP_OFFER, OFFER, strlen(OFFER), NULL), KVS_OK);
+  double at = now_s();
+  CHECK_CODE(kvs_viewer_shutdown(v), KVS_OK);
+  CHECK_CODE(kvs_viewer_shutdown(v), KVS_OK); /* idempotent */
+  CHECK(pthread_join(rt, NULL) == 0);
+  CHECK(pthread_join(st, NULL) == 0);
+  double took = now_s() - at;
+  CHECK_CODE(r.rc, KVS_ERR_CLOSED);
+  CHECK_CODE(s.rc, KVS_ERR_CLOSED);
+  CHECK(took < 5.0);
+  CHECK_CODE(kvs_viewer_reconnect(v), KVS_ERR_CLOSED);
+  CHECK_CODE(kvs_viewer_send(v, KVS_MSG_ICE_CANDIDATE, CANDIDATE, strlen(CANDIDATE), NULL),
+             KVS_ERR_CLOSED);
+  CHECK_CODE(kvs_viewer_close(v), KVS_OK);
+  printf("shutdown: both threads out after %.3f s (%d candidates sent)\n", took, s.sent);
+}
+
+/* Reconnects on the main thread while another thread sends: every send succeeds (it waits for
+ * the new connection), and a receiver blocked meanwhile gets the answer sent afterwards. */
+struct counted_sender {
+  KvsViewer *v;
+  int stop; /* under lock: set by the main thread after the reconnects */
+  int failed;
+  int sent;
+  pthread_mutex_t lock;
+};
+
+static void *send_counted_main(void *arg) {
+  struct counted_sender *t = arg;
+  for (;;) {
+    int stop;
+    pthread_mutex_lock(&t->lock);
+    stop = t->stop;
+    pthread_mutex_unlock(&t->lock);
+    if (stop) return NULL;
+    if (kvs_viewer_send(t->v, KVS_MSG_ICE_CANDIDATE, CANDIDATE, strlen(CANDIDATE), NULL) != KVS_OK)
+      t->failed++;
+    else
+      t->sent++;
+  }
+}
+
+static void test_reconnect_during_sends(void) {
+  KvsViewerConfig cfg;
+  emulator_config(&cfg, "c-test-reconnect-sends");
+  KvsViewer *v = NULL;
+  CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_OK);
+  if (!v) return;
+  struct counted_sender s;
+  memset(&s, 0, sizeof s);
+  s.v = v;
+  pthread_mutex_init(&s.lock, NULL);
+  struct recv_thread r = {v, 1, -1, 0.0};
+  pthread_t st, rt;
+  CHECK(pthread_create(&st, NULL, send_counted_main, &s) == 0);
+  CHECK(pthread_create(&rt, NULL, recv_main, &r) == 0); /* waits up to 20 s for an answer */
+  for (int i = 0; i < 5; i++) CHECK_CODE(kvs_viewer_reconnect(v), KVS_OK);
+  pthread_mutex_lock(&s.lock);
+  s.stop = 1;
+  pthread_mutex_unlock(&s.lock);
+  CHECK(pthread_join(st, NULL) == 0);
+  CHECK(s.failed == 0);
+  CHECK(s.sent > 0);
+  /* The receiver survived the reconnects and gets the answer to an offer sent now. */
+  CHECK_CODE(kvs_viewer_send(v, KVS_MSG_SDP_OFFER, OFFER, strlen(OFFER), NULL), KVS_OK);
+  CHECK(pthread_join(rt, NULL) == 0);
+  CHECK_CODE(r.rc, KVS_OK);
+  CHECK(r.type == KVS_MSG_SDP_ANSWER);
+  CHECK_CODE(kvs_viewer_close(v), KVS_OK);
+  pthread_mutex_destroy(&s.lock);
+  printf("reconnect during sends: %d sent, %d failed\n", s.sent, s.failed);
+}
+
 /* Structs from a future, larger header: struct_size bigger than the library's. The library
  * zeroes them whole on init, reads what it knows, and never writes past its own fields. */
 #define FUTURE_TAIL 64
@@ -385,5 +497,7 @@ int main(void) {
   test_client_limit();
   test_reconnect();
   test_future_struct_sizes();
+  test_shutdown_wakes_blocked_calls();
+  test_reconnect_during_sends();
   return test_summary("test_live");
 }
