@@ -85,6 +85,21 @@
 #define KVS_ICE_STRING_BUF_LEN 257
 
 /**
+ * `style` of `kvs_viewer_ice_server_uri`: libwebrtc / browser / libdatachannel / KVS C SDK
+ * form, `turn:host:port?transport=udp`; user name and credential are passed separately
+ * (`KvsIceServer.username` / `.password`).
+ */
+#define KVS_ICE_URI_WEBRTC 0
+
+/**
+ * `style` of `kvs_viewer_ice_server_uri`: GStreamer webrtcbin / libnice form,
+ * `stun://host:port` (the `stun-server` property) and
+ * `turn://user:password@host:port?transport=udp` / `turns://user:password@host:port` (one
+ * `add-turn-server` call each), user and password percent-encoded.
+ */
+#define KVS_ICE_URI_GSTREAMER 1
+
+/**
  * Log level: nothing.
  */
 #define KVS_LOG_OFF 0
@@ -127,21 +142,6 @@
  * causes added later.
  */
 #define KVS_STATS_CAUSES 16
-
-/**
- * `style` of `kvs_viewer_ice_server_uri`: libwebrtc / browser / libdatachannel / KVS C SDK
- * form, `turn:host:port?transport=udp`; user name and credential are passed separately
- * (`KvsIceServer.username` / `.password`).
- */
-#define KVS_ICE_URI_WEBRTC 0
-
-/**
- * `style` of `kvs_viewer_ice_server_uri`: GStreamer webrtcbin / libnice form,
- * `stun://host:port` (the `stun-server` property) and
- * `turn://user:password@host:port?transport=udp` / `turns://user:password@host:port` (one
- * `add-turn-server` call each), user and password percent-encoded.
- */
-#define KVS_ICE_URI_GSTREAMER 1
 
 /**
  * Longest id (client id, correlation id, error type) of the protocol, in bytes.
@@ -437,11 +437,49 @@ typedef struct KvsViewerConfig {
    */
   const char *control_plane_url;
   /**
-   * Keepalive: a WebSocket ping after this much silence, and the connection is reported
-   * lost (`KVS_ERR_CLOSED`) when the ping gets no answer within the same time; 0 = 30000 ms.
+   * Keepalive: a WebSocket ping after this much silence from the server; the peer is
+   * declared dead when it gets no answer within `pong_timeout_ms`; 0 = 10000 ms (0.1: 30000).
    * Shorter keeps NAT mappings of cellular links alive. (Appended in 0.1.)
    */
   uint32_t ping_interval_ms;
+  /**
+   * How long a keepalive ping may go unanswered; 0 = 5000 ms; never more than
+   * `ping_interval_ms`. (Appended in 0.2.)
+   */
+  uint32_t pong_timeout_ms;
+  /**
+   * Bound of `kvs_viewer_send` waiting for the connection (also while it reconnects);
+   * 0 = 5000 ms. (Appended in 0.2.)
+   */
+  uint32_t send_timeout_ms;
+  /**
+   * Largest received payload delivered, in bytes; a larger message is skipped and counted,
+   * never queued; 0 = `KVS_MAX_PAYLOAD_LEN`. (Appended in 0.2.)
+   */
+  uint32_t max_message_len;
+  /**
+   * Nonzero turns automatic reconnect off (0.1 behaviour: every end of the connection is
+   * reported); 0 = reconnect by itself, announced by `KVS_MSG_RECONNECTED`. (Appended in 0.2.)
+   */
+  uint32_t disable_auto_reconnect;
+  /**
+   * Reconnect attempt n waits a random time in [0, min(cap, base * 2^n)); 0 = 100 ms.
+   * (Appended in 0.2.)
+   */
+  uint32_t reconnect_backoff_base_ms;
+  /**
+   * See `reconnect_backoff_base_ms`; 0 = 10000 ms. (Appended in 0.2.)
+   */
+  uint32_t reconnect_backoff_cap_ms;
+  /**
+   * Give up reconnecting after this many failed attempts in a row (`recv` then reports the
+   * last failure); 0 = never. (Appended in 0.2.)
+   */
+  uint32_t reconnect_max_attempts;
+  /**
+   * Give up reconnecting after this long without success; 0 = never. (Appended in 0.2.)
+   */
+  uint32_t reconnect_max_duration_ms;
 } KvsViewerConfig;
 
 /**
@@ -922,6 +960,39 @@ KvsStatus kvs_viewer_ice_server_get(struct KvsViewer *viewer,
 KvsStatus kvs_viewer_refresh_ice_servers(struct KvsViewer *viewer);
 
 /**
+ * Formats URI `uri_index` of ICE server `server_index` (0 = STUN, as
+ * `kvs_viewer_ice_server_get`) in `style` (`KVS_ICE_URI_WEBRTC` or `KVS_ICE_URI_GSTREAMER`).
+ *
+ * Writes the length (without the NUL) to `*out_len` and the URI, NUL-terminated, to `buf`;
+ * when `cap` is too small it is cut and `KVS_ERR_BUFFER_TOO_SMALL` returned with the length
+ * (1024 bytes hold any URI). **An empty result (`*out_len` 0, `KVS_OK`) means: skip this
+ * URI** — the stack cannot use it (`stuns:` in libnice) or it repeats another URI of the same
+ * server (KVS lists `turns:…?transport=udp`, TURN over DTLS, which both stacks run as TLS over
+ * TCP, next to `turns:…?transport=tcp`; alone, it is formatted as TLS over TCP).
+ *
+ * The GStreamer form contains the TURN password: never log it. Refreshes the servers near
+ * their TTL like `kvs_viewer_ice_server_count`; take the URI count from
+ * `kvs_viewer_ice_server_get` (`uri_count`).
+ *
+ * Errors: `KVS_ERR_NULL_POINTER` (`viewer`, `out_len`), `KVS_ERR_INVALID_ARGUMENT`
+ * (`server_index` or `uri_index` past the list, an unknown `style`, `buf` NULL with `cap`
+ * > 0), `KVS_ERR_BUFFER_TOO_SMALL`, and the fetch errors of `kvs_viewer_ice_server_count`.
+ *
+ * Thread-safety: as `kvs_viewer_ice_server_count`.
+ *
+ * # Safety
+ * `viewer` must come from `kvs_viewer_connect` and not be closed; `buf` NULL or `cap`
+ * writable bytes; `out_len` NULL or writable.
+ */
+KvsStatus kvs_viewer_ice_server_uri(struct KvsViewer *viewer,
+                                    size_t server_index,
+                                    size_t uri_index,
+                                    int32_t style,
+                                    char *buf,
+                                    size_t cap,
+                                    size_t *out_len);
+
+/**
  * Sends the library's log lines up to `max_level` (`KVS_LOG_OFF`..`KVS_LOG_TRACE`; values
  * outside are clamped) to `callback` with `user_data`. Process-wide; replaces the previous
  * callback, and returns once calls of the previous one running on other threads have
@@ -954,71 +1025,6 @@ KvsStatus kvs_viewer_refresh_ice_servers(struct KvsViewer *viewer);
  * this function is called again.
  */
 void kvs_set_log_callback(KvsLogCallback callback, void *user_data, int32_t max_level);
-
-/**
- * Zeroes the caller's `size` bytes at `stats` and sets `struct_size = size`. Use the
- * `kvs_viewer_stats_init` macro, which passes `sizeof *(stats)`. Thread-safe.
- *
- * Errors: `KVS_ERR_NULL_POINTER`, `KVS_ERR_INVALID_ARGUMENT` (`size` below the first
- * published layout or above 4 GiB; nothing written).
- *
- * # Safety
- * `stats` must be NULL or point to `size` writable bytes.
- */
-KvsStatus kvs_viewer_stats_init_sized(struct KvsViewerStats *stats, size_t size);
-
-/**
- * Copies the viewer's counters into `*out`, which `kvs_viewer_stats_init` prepared: what a
- * firmware team ships to its backend (messages by type, bytes, reconnects by cause, the
- * clock offset, the current connection, the last disconnect, ICE refreshes, the last ping's
- * round trip). Only `min(out->struct_size, sizeof(KvsViewerStats))` bytes are written; the
- * caller's `struct_size` is kept.
- *
- * Errors: `KVS_ERR_NULL_POINTER`, `KVS_ERR_INVALID_ARGUMENT` (`out->struct_size` smaller
- * than the first published layout).
- *
- * Thread-safety: any thread, while other threads send, receive or reconnect on the same
- * handle, and from inside the log callback; it waits for no network I/O. Never concurrently
- * with `kvs_viewer_close`.
- *
- * # Safety
- * `viewer` must come from `kvs_viewer_connect` and not be closed; `out` must point to
- * `out->struct_size` readable and writable bytes.
- */
-KvsStatus kvs_viewer_get_stats(struct KvsViewer *viewer, struct KvsViewerStats *out);
-
-/**
- * Formats URI `uri_index` of ICE server `server_index` (0 = STUN, as
- * `kvs_viewer_ice_server_get`) in `style` (`KVS_ICE_URI_WEBRTC` or `KVS_ICE_URI_GSTREAMER`).
- *
- * Writes the length (without the NUL) to `*out_len` and the URI, NUL-terminated, to `buf`;
- * when `cap` is too small it is cut and `KVS_ERR_BUFFER_TOO_SMALL` returned with the length
- * (1024 bytes hold any URI). **An empty result (`*out_len` 0, `KVS_OK`) means: skip this
- * URI** — the stack cannot use it (`stuns:` in libnice) or it repeats another URI of the same
- * server (KVS lists `turns:…?transport=udp`, TURN over DTLS, which both stacks run as TLS over
- * TCP, next to `turns:…?transport=tcp`; alone, it is formatted as TLS over TCP).
- *
- * The GStreamer form contains the TURN password: never log it. Refreshes the servers near
- * their TTL like `kvs_viewer_ice_server_count`; take the URI count from
- * `kvs_viewer_ice_server_get` (`uri_count`).
- *
- * Errors: `KVS_ERR_NULL_POINTER` (`viewer`, `out_len`), `KVS_ERR_INVALID_ARGUMENT`
- * (`server_index` or `uri_index` past the list, an unknown `style`, `buf` NULL with `cap`
- * > 0), `KVS_ERR_BUFFER_TOO_SMALL`, and the fetch errors of `kvs_viewer_ice_server_count`.
- *
- * Thread-safety: as `kvs_viewer_ice_server_count`.
- *
- * # Safety
- * `viewer` must come from `kvs_viewer_connect` and not be closed; `buf` NULL or `cap`
- * writable bytes; `out_len` NULL or writable.
- */
-KvsStatus kvs_viewer_ice_server_uri(struct KvsViewer *viewer,
-                                    size_t server_index,
-                                    size_t uri_index,
-                                    int32_t style,
-                                    char *buf,
-                                    size_t cap,
-                                    size_t *out_len);
 
 /**
  * Builds the offer payload `{"type":"offer","sdp":…}` from the SDP the WebRTC stack made
@@ -1185,6 +1191,38 @@ KvsStatus kvs_viewer_send_candidate(struct KvsViewer *viewer,
                                     const char *candidate,
                                     const char *sdp_mid,
                                     int32_t sdp_mline_index);
+
+/**
+ * Zeroes the caller's `size` bytes at `stats` and sets `struct_size = size`. Use the
+ * `kvs_viewer_stats_init` macro, which passes `sizeof *(stats)`. Thread-safe.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER`, `KVS_ERR_INVALID_ARGUMENT` (`size` below the first
+ * published layout or above 4 GiB; nothing written).
+ *
+ * # Safety
+ * `stats` must be NULL or point to `size` writable bytes.
+ */
+KvsStatus kvs_viewer_stats_init_sized(struct KvsViewerStats *stats, size_t size);
+
+/**
+ * Copies the viewer's counters into `*out`, which `kvs_viewer_stats_init` prepared: what a
+ * firmware team ships to its backend (messages by type, bytes, reconnects by cause, the
+ * clock offset, the current connection, the last disconnect, ICE refreshes, the last ping's
+ * round trip). Only `min(out->struct_size, sizeof(KvsViewerStats))` bytes are written; the
+ * caller's `struct_size` is kept.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER`, `KVS_ERR_INVALID_ARGUMENT` (`out->struct_size` smaller
+ * than the first published layout).
+ *
+ * Thread-safety: any thread, while other threads send, receive or reconnect on the same
+ * handle, and from inside the log callback; it waits for no network I/O. Never concurrently
+ * with `kvs_viewer_close`.
+ *
+ * # Safety
+ * `viewer` must come from `kvs_viewer_connect` and not be closed; `out` must point to
+ * `out->struct_size` readable and writable bytes.
+ */
+KvsStatus kvs_viewer_get_stats(struct KvsViewer *viewer, struct KvsViewerStats *out);
 
 /**
  * The name of a status code, e.g. `"KVS_ERR_ACCESS_DENIED"`.

@@ -22,6 +22,10 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(5);
 /// Shortest keepalive interval accepted: the interval is also the bound for the answer.
 pub const MIN_PING_INTERVAL: Duration = Duration::from_millis(100);
+/// First reconnect backoff ceiling (doubling per attempt), as the official SDKs.
+pub const DEFAULT_RECONNECT_BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Largest reconnect backoff ceiling, as the official SDKs.
+pub const DEFAULT_RECONNECT_BACKOFF_CAP: Duration = Duration::from_secs(10);
 /// Bound of a `send` waiting for the connection thread to take the frame.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -83,6 +87,18 @@ pub struct ViewerConfig {
     /// never block the messages behind it. Default [`MAX_PAYLOAD`](crate::MAX_PAYLOAD), the
     /// most the service relays.
     pub max_message_len: usize,
+    /// Reconnect by itself when the connection is lost, closed by the server, found dead, or
+    /// on `GO_AWAY` (make-before-break). Default on.
+    pub auto_reconnect: bool,
+    /// Wait before reconnect attempt n: random in [0, min(cap, base·2ⁿ)) (full jitter).
+    pub reconnect_backoff_base: Duration,
+    /// See `reconnect_backoff_base`.
+    pub reconnect_backoff_cap: Duration,
+    /// Give up after this many failed attempts in a row; 0 = never (the default: devices
+    /// keep trying).
+    pub reconnect_max_attempts: u32,
+    /// Give up after reconnecting this long without success; zero = never (the default).
+    pub reconnect_max_duration: Duration,
 }
 
 impl ViewerConfig {
@@ -128,6 +144,11 @@ impl ViewerConfig {
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
             max_message_len: MAX_PAYLOAD,
+            auto_reconnect: true,
+            reconnect_backoff_base: DEFAULT_RECONNECT_BACKOFF_BASE,
+            reconnect_backoff_cap: DEFAULT_RECONNECT_BACKOFF_CAP,
+            reconnect_max_attempts: 0,
+            reconnect_max_duration: Duration::ZERO,
         }
     }
 
@@ -184,6 +205,21 @@ impl ViewerConfig {
         }
         if self.send_timeout.is_zero() {
             return Err(Error::invalid("send_timeout", "must be greater than zero"));
+        }
+        if self.reconnect_backoff_base.is_zero() {
+            return Err(Error::invalid(
+                "reconnect_backoff_base",
+                "must be greater than zero",
+            ));
+        }
+        if self.reconnect_backoff_cap < self.reconnect_backoff_base {
+            return Err(Error::invalid(
+                "reconnect_backoff_cap",
+                format!(
+                    "{:?} is below reconnect_backoff_base {:?}",
+                    self.reconnect_backoff_cap, self.reconnect_backoff_base
+                ),
+            ));
         }
         if self.max_message_len == 0 {
             return Err(Error::invalid(

@@ -474,6 +474,13 @@ impl ChannelDirectory {
         Ok((endpoints, https))
     }
 
+    /// Forgets the endpoints and asks the control plane again (the old ones stopped
+    /// answering).
+    pub(crate) fn rediscover_endpoints(&self, deadline: &Deadline) -> Result<Endpoints> {
+        lock(&self.endpoints).take();
+        self.endpoints(deadline)
+    }
+
     /// STUN first, then the TURN servers; fetched again when `force`, when never fetched, or
     /// within 30 s of the smallest TTL. Holds only the ICE lock while fetching: the
     /// connection thread and `send`/`recv` are never blocked by it.

@@ -573,9 +573,10 @@ pub struct MessageCounts {
 }
 
 impl MessageCounts {
-    /// The count of one type.
+    /// The count of one type. `RECONNECTED` is made by the library, never counted.
     pub fn get(&self, t: MessageType) -> u64 {
         match t {
+            MessageType::Reconnected => 0,
             MessageType::Unknown => self.unknown,
             MessageType::SdpOffer => self.sdp_offer,
             MessageType::SdpAnswer => self.sdp_answer,
@@ -599,6 +600,7 @@ impl MessageCounts {
 
     pub(crate) fn add(&mut self, t: MessageType) {
         let slot = match t {
+            MessageType::Reconnected => return,
             MessageType::Unknown => &mut self.unknown,
             MessageType::SdpOffer => &mut self.sdp_offer,
             MessageType::SdpAnswer => &mut self.sdp_answer,

@@ -34,6 +34,7 @@
 mod backoff;
 mod clock;
 mod config;
+mod connection;
 mod control_plane;
 mod deadline;
 mod diag;
@@ -48,7 +49,8 @@ mod validate;
 
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT,
-    DEFAULT_PRESIGN_EXPIRES_S, DEFAULT_SEND_TIMEOUT, MIN_PING_INTERVAL, ViewerConfig,
+    DEFAULT_PRESIGN_EXPIRES_S, DEFAULT_RECONNECT_BACKOFF_BASE, DEFAULT_RECONNECT_BACKOFF_CAP,
+    DEFAULT_SEND_TIMEOUT, MIN_PING_INTERVAL, ViewerConfig,
 };
 pub use control_plane::{ChannelInfo, Endpoints};
 pub use diag::{CauseCounts, Disconnect, DisconnectCause, MessageCounts};

@@ -97,10 +97,32 @@ pub struct KvsViewerConfig {
     /// NULL or empty = `https://kinesisvideo.<region>.amazonaws.com` (`.amazonaws.com.cn` in
     /// China regions). (Appended in 0.1.)
     pub control_plane_url: *const c_char,
-    /// Keepalive: a WebSocket ping after this much silence, and the connection is reported
-    /// lost (`KVS_ERR_CLOSED`) when the ping gets no answer within the same time; 0 = 30000 ms.
+    /// Keepalive: a WebSocket ping after this much silence from the server; the peer is
+    /// declared dead when it gets no answer within `pong_timeout_ms`; 0 = 10000 ms (0.1: 30000).
     /// Shorter keeps NAT mappings of cellular links alive. (Appended in 0.1.)
     pub ping_interval_ms: u32,
+    /// How long a keepalive ping may go unanswered; 0 = 5000 ms; never more than
+    /// `ping_interval_ms`. (Appended in 0.2.)
+    pub pong_timeout_ms: u32,
+    /// Bound of `kvs_viewer_send` waiting for the connection (also while it reconnects);
+    /// 0 = 5000 ms. (Appended in 0.2.)
+    pub send_timeout_ms: u32,
+    /// Largest received payload delivered, in bytes; a larger message is skipped and counted,
+    /// never queued; 0 = `KVS_MAX_PAYLOAD_LEN`. (Appended in 0.2.)
+    pub max_message_len: u32,
+    /// Nonzero turns automatic reconnect off (0.1 behaviour: every end of the connection is
+    /// reported); 0 = reconnect by itself, announced by `KVS_MSG_RECONNECTED`. (Appended in 0.2.)
+    pub disable_auto_reconnect: u32,
+    /// Reconnect attempt n waits a random time in [0, min(cap, base * 2^n)); 0 = 100 ms.
+    /// (Appended in 0.2.)
+    pub reconnect_backoff_base_ms: u32,
+    /// See `reconnect_backoff_base_ms`; 0 = 10000 ms. (Appended in 0.2.)
+    pub reconnect_backoff_cap_ms: u32,
+    /// Give up reconnecting after this many failed attempts in a row (`recv` then reports the
+    /// last failure); 0 = never. (Appended in 0.2.)
+    pub reconnect_max_attempts: u32,
+    /// Give up reconnecting after this long without success; 0 = never. (Appended in 0.2.)
+    pub reconnect_max_duration_ms: u32,
 }
 
 /// `sizeof(KvsViewerConfig)` in the 0.1 header, frozen: what the 0.1 `kvs_viewer_config_init`
@@ -137,6 +159,14 @@ fn config_defaults() -> KvsViewerConfig {
         channel_name: std::ptr::null(),
         control_plane_url: std::ptr::null(),
         ping_interval_ms: 0,
+        pong_timeout_ms: 0,
+        send_timeout_ms: 0,
+        max_message_len: 0,
+        disable_auto_reconnect: 0,
+        reconnect_backoff_base_ms: 0,
+        reconnect_backoff_cap_ms: 0,
+        reconnect_max_attempts: 0,
+        reconnect_max_duration_ms: 0,
     }
 }
 
@@ -345,6 +375,28 @@ pub(crate) unsafe fn read_config(config: *const KvsViewerConfig) -> Result<Viewe
         0 => DEFAULT_PING_INTERVAL,
         ms => Duration::from_millis(ms.into()),
     };
+    // 0.2 fields: 0 keeps the core's default.
+    let ms = |v: u32| (v != 0).then(|| Duration::from_millis(v.into()));
+    if let Some(t) = ms(c.pong_timeout_ms) {
+        config.pong_timeout = t;
+    }
+    if let Some(t) = ms(c.send_timeout_ms) {
+        config.send_timeout = t;
+    }
+    if c.max_message_len != 0 {
+        config.max_message_len = c.max_message_len as usize;
+    }
+    config.auto_reconnect = c.disable_auto_reconnect == 0;
+    if let Some(t) = ms(c.reconnect_backoff_base_ms) {
+        config.reconnect_backoff_base = t;
+    }
+    if let Some(t) = ms(c.reconnect_backoff_cap_ms) {
+        config.reconnect_backoff_cap = t;
+    }
+    config.reconnect_max_attempts = c.reconnect_max_attempts;
+    if let Some(t) = ms(c.reconnect_max_duration_ms) {
+        config.reconnect_max_duration = t;
+    }
     Ok(config)
 }
 
@@ -377,6 +429,7 @@ pub(crate) fn message_type_to_c(t: MessageType) -> KvsMessageType {
         MessageType::StatusResponse => KVS_MSG_STATUS_RESPONSE,
         MessageType::GoAway => KVS_MSG_GO_AWAY,
         MessageType::ReconnectIceServer => KVS_MSG_RECONNECT_ICE_SERVER,
+        MessageType::Reconnected => KVS_MSG_RECONNECTED,
     }
 }
 
@@ -392,6 +445,7 @@ pub(crate) fn message_type_name(t: i32) -> &'static CStr {
         MessageType::StatusResponse => c"STATUS_RESPONSE",
         MessageType::GoAway => c"GO_AWAY",
         MessageType::ReconnectIceServer => c"RECONNECT_ICE_SERVER",
+        MessageType::Reconnected => c"RECONNECTED",
     }
 }
 
@@ -550,6 +604,47 @@ mod tests {
         assert_eq!(MESSAGE_SIZE_0_1, 1840);
         assert!(size_of::<KvsViewerConfig>() >= CONFIG_SIZE_0_1);
         assert!(size_of::<KvsMessage>() >= MESSAGE_SIZE_0_1);
+    }
+
+    /// The 0.2 fields: 0 is the core's default, anything else is passed through.
+    #[test]
+    fn reconnect_and_keepalive_fields_reach_the_core() {
+        let mut c = config_defaults();
+        c.struct_size = size_of::<KvsViewerConfig>() as u32;
+        c.region = c"us-west-2".as_ptr();
+        c.channel_arn =
+            c"arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo-channel/1234567890123"
+                .as_ptr();
+        c.client_id = c"v".as_ptr();
+        c.access_key_id = c"AKIAIOSFODNN7EXAMPLE".as_ptr();
+        c.secret_access_key = c"secret".as_ptr();
+        // SAFETY: a complete config whose strings are static C strings.
+        let defaults = unsafe { read_config(&c) }.unwrap();
+        let core = ViewerConfig::new("r", "", "v", "", Credentials::new("a", "b", None));
+        assert_eq!(defaults.pong_timeout, core.pong_timeout);
+        assert_eq!(defaults.send_timeout, core.send_timeout);
+        assert_eq!(defaults.max_message_len, core.max_message_len);
+        assert!(defaults.auto_reconnect);
+        assert_eq!(defaults.reconnect_backoff_cap, core.reconnect_backoff_cap);
+        assert_eq!(defaults.reconnect_max_attempts, 0);
+        c.pong_timeout_ms = 700;
+        c.send_timeout_ms = 800;
+        c.max_message_len = 9000;
+        c.disable_auto_reconnect = 1;
+        c.reconnect_backoff_base_ms = 50;
+        c.reconnect_backoff_cap_ms = 2000;
+        c.reconnect_max_attempts = 4;
+        c.reconnect_max_duration_ms = 60_000;
+        // SAFETY: as above.
+        let set = unsafe { read_config(&c) }.unwrap();
+        assert_eq!(set.pong_timeout, Duration::from_millis(700));
+        assert_eq!(set.send_timeout, Duration::from_millis(800));
+        assert_eq!(set.max_message_len, 9000);
+        assert!(!set.auto_reconnect);
+        assert_eq!(set.reconnect_backoff_base, Duration::from_millis(50));
+        assert_eq!(set.reconnect_backoff_cap, Duration::from_secs(2));
+        assert_eq!(set.reconnect_max_attempts, 4);
+        assert_eq!(set.reconnect_max_duration, Duration::from_secs(60));
     }
 
     #[test]
