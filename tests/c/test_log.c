@@ -513,10 +513,7 @@ static void *reentrant_session(void *arg) {
     CHECK_CODE(kvs_viewer_refresh_ice_servers(v), KVS_OK); /* logs under the ICE lock */
     size_t n = 0;
     CHECK_CODE(kvs_viewer_ice_server_count(v, &n), KVS_OK);
-    /* kvs_viewer_reconnect may not overlap other calls on the handle (yet): no stats then. */
-    g_reentrant_viewer = NULL;
-    CHECK_CODE(kvs_viewer_reconnect(v), KVS_OK);
-    g_reentrant_viewer = v;
+    CHECK_CODE(kvs_viewer_reconnect(v), KVS_OK); /* the I/O thread logs the reconnect */
     offer_and_answer(v);
     g_reentrant_viewer = NULL;
     CHECK_CODE(kvs_viewer_close(v), KVS_OK);
