@@ -16,7 +16,6 @@
 //! lines until the lock is released.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
@@ -341,12 +340,15 @@ const AT_LEAST_EVERY: Duration = Duration::from_secs(3600);
 /// Shapes remembered; beyond, the ones gone quiet are forgotten.
 const MAX_SHAPES: usize = 256;
 
+/// A plain vector, searched linearly (at most `MAX_SHAPES`): a static hash table's interior
+/// pointer reads as a "possibly lost" block to leak checkers at exit.
 #[derive(Default)]
 struct Limiter {
-    shapes: HashMap<u64, Shape>,
+    shapes: Vec<Shape>,
 }
 
 struct Shape {
+    key: u64,
     seen: u64,
     next_pass: u64,
     suppressed: u64,
@@ -371,20 +373,28 @@ impl Limiter {
         site.hash(&mut h);
         shape_of(&line).hash(&mut h);
         let key = h.finish();
-        if self.shapes.len() >= MAX_SHAPES && !self.shapes.contains_key(&key) {
-            self.shapes
-                .retain(|_, s| now.duration_since(s.last_seen) < QUIET);
-            if self.shapes.len() >= MAX_SHAPES {
-                self.shapes.clear();
+        let index = match self.shapes.iter().position(|s| s.key == key) {
+            Some(i) => i,
+            None => {
+                if self.shapes.len() >= MAX_SHAPES {
+                    self.shapes
+                        .retain(|s| now.duration_since(s.last_seen) < QUIET);
+                    if self.shapes.len() >= MAX_SHAPES {
+                        self.shapes.clear();
+                    }
+                }
+                self.shapes.push(Shape {
+                    key,
+                    seen: 0,
+                    next_pass: BURST * 2,
+                    suppressed: 0,
+                    last_seen: now,
+                    last_pass: now,
+                });
+                self.shapes.len() - 1
             }
-        }
-        let shape = self.shapes.entry(key).or_insert(Shape {
-            seen: 0,
-            next_pass: BURST * 2,
-            suppressed: 0,
-            last_seen: now,
-            last_pass: now,
-        });
+        };
+        let shape = &mut self.shapes[index];
         if now.duration_since(shape.last_seen) >= QUIET {
             shape.seen = 0;
             shape.next_pass = BURST * 2;
