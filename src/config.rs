@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::credentials::CredentialProvider;
 use crate::envelope::MAX_PAYLOAD;
 use crate::error::{Error, Result};
 use crate::sigv4::Credentials;
@@ -66,8 +67,12 @@ pub struct ViewerConfig {
     /// `https://host[:port][/path]`; None = `https://kinesisvideo.<region>.amazonaws.com`
     /// (`.amazonaws.com.cn` in the China regions).
     pub control_plane_url: Option<String>,
-    /// Who signs.
+    /// Who signs (unless `credential_source` is set).
     pub credentials: Credentials,
+    /// Where the credentials come from instead of the fixed `credentials`: the AWS IoT
+    /// credentials provider, a callback, the environment (credentials.rs). Every presign,
+    /// control-plane call and reconnect asks it, so they are refreshed before they expire.
+    pub credential_source: Option<CredentialProvider>,
     /// A PEM bundle trusted in addition to the system roots.
     pub ca_file: Option<PathBuf>,
     /// Bound of the whole connect: discovery, DNS, TCP, TLS and the WebSocket upgrade. Also
@@ -137,6 +142,7 @@ impl ViewerConfig {
             channel_name: None,
             control_plane_url: None,
             credentials,
+            credential_source: None,
             ca_file: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             presign_expires_s: DEFAULT_PRESIGN_EXPIRES_S,
@@ -174,14 +180,19 @@ impl ViewerConfig {
         if let Some(url) = &self.control_plane_url {
             validate::https_endpoint("control_plane_url", url)?;
         }
-        validate::secret_like("access_key_id", &self.credentials.access_key_id, 128)?;
-        validate::secret_like(
-            "secret_access_key",
-            self.credentials.secret_access_key(),
-            128,
-        )?;
-        if let Some(token) = self.credentials.session_token() {
-            validate::secret_like("session_token", token, 8192)?;
+        match &self.credential_source {
+            Some(source) => source.source().validate()?,
+            None => {
+                validate::secret_like("access_key_id", &self.credentials.access_key_id, 128)?;
+                validate::secret_like(
+                    "secret_access_key",
+                    self.credentials.secret_access_key(),
+                    128,
+                )?;
+                if let Some(token) = self.credentials.session_token() {
+                    validate::secret_like("session_token", token, 8192)?;
+                }
+            }
         }
         validate::presign_expires(self.presign_expires_s)?;
         if !self.ping_interval.is_zero() && self.ping_interval < MIN_PING_INTERVAL {

@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 use crate::backoff::{self, Backoff};
 use crate::clock::Clock;
 use crate::config::ViewerConfig;
+use crate::credentials::CredentialProvider;
 use crate::deadline::Deadline;
 use crate::diag::{self, Step, diag};
 use crate::error::{Error, ErrorKind, Result};
@@ -109,7 +110,8 @@ pub fn signed_headers(
 /// The HTTPS client of the three calls. Cheap to keep; thread-safe.
 pub(crate) struct ControlPlane {
     http: http::Client,
-    credentials: Credentials,
+    /// Asked at every signature (credentials.rs).
+    credentials: CredentialProvider,
     region: String,
     url: Endpoint,
     /// The viewer's clock; a skewed 403 corrects it for every later signature.
@@ -131,7 +133,7 @@ impl ControlPlane {
         };
         Ok(ControlPlane {
             http: http::Client::new(tls, MAX_RESPONSE_BYTES),
-            credentials: config.credentials.clone(),
+            credentials: config.credential_provider(),
             region: config.region.clone(),
             url,
             clock,
@@ -219,8 +221,12 @@ impl ControlPlane {
         let mut backoff = Backoff::new(backoff::DEFAULT_BASE, backoff::DEFAULT_CAP);
         let mut last_transient: Option<Error> = None;
         loop {
+            let signing = self
+                .credentials
+                .current_within(self.clock.now(), deadline.left())?
+                .credentials;
             let headers = signed_headers(
-                &self.credentials,
+                &signing,
                 &self.region,
                 &base.host_header,
                 &path,
@@ -276,7 +282,7 @@ impl ControlPlane {
                 return Ok(answer.body);
             }
             let (body_type, message) = parse_error_body(&answer.body);
-            let message = message.map(|m| self.credentials.redact(&m));
+            let message = message.map(|m| signing.redact(&m));
             let error = Error::from_service_response(
                 answer.status,
                 answer

@@ -36,6 +36,7 @@ mod clock;
 mod config;
 mod connection;
 mod control_plane;
+mod credentials;
 mod deadline;
 mod diag;
 mod envelope;
@@ -53,6 +54,10 @@ pub use config::{
     DEFAULT_SEND_TIMEOUT, MIN_PING_INTERVAL, ViewerConfig,
 };
 pub use control_plane::{ChannelInfo, Endpoints};
+pub use credentials::{
+    CredentialCallback, CredentialProvider, CredentialSource, DEFAULT_REFRESH_JITTER,
+    DEFAULT_REFRESH_MARGIN, ExpiringCredentials, IotSettings,
+};
 pub use diag::{CauseCounts, Disconnect, DisconnectCause, MessageCounts};
 pub use envelope::{MAX_ENCODED_PAYLOAD, MAX_PAYLOAD, Message, MessageType, StatusResponse};
 pub use error::{Error, ErrorKind, Result};

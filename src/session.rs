@@ -261,16 +261,22 @@ impl Link {
             ("X-Amz-ChannelARN", self.channel.channel_arn()),
             ("X-Amz-ClientId", config.client_id.as_str()),
         ];
+        // This signature's credentials, refreshed ahead of their expiry (credentials.rs).
+        let signing = config
+            .credential_provider()
+            .current_within(self.clock.now(), deadline.left())?;
         let open = || {
             let presigned = sigv4::presign(
-                &config.credentials,
+                &signing.credentials,
                 &PresignRequest {
                     host: &endpoint.host_header,
                     path: &endpoint.path,
                     region: &config.region,
                     service: sigv4::SERVICE,
                     time: self.clock.now(),
-                    expires_s: config.presign_expires_s,
+                    // Never longer than the credentials live.
+                    expires_s: signing
+                        .presign_expires_s(config.presign_expires_s, self.clock.now()),
                     params: &params,
                 },
             );
@@ -285,7 +291,7 @@ impl Link {
             transport::open(&endpoint, &self.connector, &presigned.query, deadline).map_err(
                 |mut r| {
                     // Service messages may quote the request; never let a credential through.
-                    r.error.message = config.credentials.redact(&r.error.message);
+                    r.error.message = signing.credentials.redact(&r.error.message);
                     r
                 },
             )

@@ -952,7 +952,11 @@ fn a_frozen_server_is_detected_and_held_sends_are_not_reported_ok() {
 
 /// Receives until a message of `wanted` type arrives (others are skipped); bounded.
 fn recv_until(v: &Viewer, wanted: MessageType) -> Vec<MessageType> {
-    let until = std::time::Instant::now() + BOUND;
+    recv_until_within(v, wanted, BOUND)
+}
+
+fn recv_until_within(v: &Viewer, wanted: MessageType, bound: Duration) -> Vec<MessageType> {
+    let until = std::time::Instant::now() + bound;
     let mut seen = Vec::new();
     loop {
         let left = until.saturating_duration_since(std::time::Instant::now());
@@ -1232,4 +1236,94 @@ fn sends_during_a_reconnect_go_out_on_the_new_connection() {
         .unwrap_or_else(|| panic!("candidate {i} arrived"));
     }
     Arc::try_unwrap(v).unwrap().close().unwrap();
+}
+
+#[test]
+fn server_close_codes_are_followed_by_a_reconnect() {
+    let emu = start(EmulatorConfig::default());
+    let v = connect(&emu, "viewer-codes");
+    for code in [1000u16, 1001, 4000] {
+        let started = std::time::Instant::now();
+        emu.inject(Fault::Close {
+            client_id: Some("viewer-codes".into()),
+            code,
+            reason: "injected".into(),
+        })
+        .unwrap();
+        recv_until(&v, MessageType::Reconnected);
+        offer_is_answered(&v);
+        let reason = v.stats().last_disconnect_reason.unwrap_or_default();
+        println!(
+            "close {code}: recovered in {:?} ({reason})",
+            started.elapsed()
+        );
+        assert!(reason.contains(&format!("close code {code}")), "{reason}");
+    }
+    v.close().unwrap();
+}
+
+/// With the default keepalive (10 s ping, 5 s pong deadline), a server that stops reading is
+/// detected within ~15 s and the connection replaced.
+#[test]
+fn a_frozen_server_is_replaced_within_15_s_with_defaults() {
+    let emu = start(EmulatorConfig::default());
+    let v = connect(&emu, "viewer-freeze");
+    offer_is_answered(&v);
+    let started = std::time::Instant::now();
+    emu.inject(Fault::Freeze {
+        client_id: Some("viewer-freeze".into()),
+        ms: 0,
+    })
+    .unwrap();
+    recv_until_within(&v, MessageType::Reconnected, Duration::from_secs(30));
+    let took = started.elapsed();
+    println!("frozen server replaced after {took:?}");
+    assert!(took < Duration::from_secs(17), "{took:?}");
+    offer_is_answered(&v);
+    v.close().unwrap();
+}
+
+/// The service down for 20 s then back: the viewer reconnects by itself (backoff capped at
+/// 10 s) and the next offer is answered.
+#[test]
+fn the_service_down_for_20_s_then_back() {
+    let emu = start(EmulatorConfig::default());
+    let v = connect(&emu, "viewer-down");
+    let started = std::time::Instant::now();
+    emu.inject(Fault::ServerDown { ms: 20_000 }).unwrap();
+    recv_until_within(&v, MessageType::Reconnected, Duration::from_secs(45));
+    offer_is_answered(&v);
+    let took = started.elapsed();
+    println!(
+        "service down 20 s: answered again after {took:?} ({:?})",
+        v.stats()
+    );
+    assert!(took >= Duration::from_secs(20), "{took:?}");
+    v.close().unwrap();
+}
+
+/// A short-lived presigned URL: the emulator closes the connection when it expires, and the
+/// viewer comes back with a freshly presigned one.
+#[test]
+fn presign_expiry_is_followed_by_a_fresh_presign() {
+    let emu = start(EmulatorConfig {
+        close_on_presign_expiry: true,
+        ..EmulatorConfig::default()
+    });
+    let mut c = config_for(&emu, "viewer-presign");
+    c.presign_expires_s = 2;
+    let v = Viewer::connect(&c).unwrap();
+    let started = std::time::Instant::now();
+    recv_until(&v, MessageType::Reconnected);
+    offer_is_answered(&v);
+    println!("presign expiry: recovered after {:?}", started.elapsed());
+    let connects: Vec<i64> = emu
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "connected" && e["client_id"] == "viewer-presign")
+        .filter_map(|e| e["presign_expires_at"].as_i64())
+        .collect();
+    assert!(connects.len() >= 2, "{connects:?}");
+    assert!(connects[1] > connects[0], "a fresh presign: {connects:?}");
+    v.close().unwrap();
 }

@@ -93,7 +93,7 @@ fn wait_ms(shared: &Shared, ms: u64) {
 }
 
 /// SO_LINGER 0 so that closing the socket sends a TCP RST.
-fn set_linger_zero(s: &TcpStream) {
+pub(crate) fn set_linger_zero(s: &TcpStream) {
     use std::os::fd::AsRawFd;
     let l = libc::linger {
         l_onoff: 1,
@@ -117,7 +117,8 @@ fn connect_verdict(shared: &Shared, head: &Head) -> Result<Target, ApiError> {
     if let Some(err) = shared.take_failure(Operation::Connect) {
         return Err(err);
     }
-    let verifier = shared.verifier();
+    let accepted = shared.accepted_credentials();
+    let verifier = shared.verifier(&accepted);
     let req = SignedRequest {
         method: &head.method,
         path: &head.path,

@@ -9,6 +9,7 @@
 //!   the old connection so blocked calls leave the read side. A send or recv that fails with
 //!   `Closed` because a reconnect began retries on the new connection.
 
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
@@ -81,10 +82,11 @@ impl Gate {
     /// Enters a call; waits while a reconnect runs, until `deadline` (`None` = until it ends,
     /// which its connect timeout bounds).
     fn enter(&self, deadline: Option<Instant>) -> Result<Pass<'_>, Error> {
+        let mut pass: Pass<'_>; // declared first, so dropped after the lock
         let mut s = self.lock();
         s.inside += 1;
         // From here on, `pass` accounts for this thread, also on the error paths.
-        let mut pass = Pass {
+        pass = Pass {
             gate: self,
             reconnects_begun: 0,
         };
@@ -172,8 +174,16 @@ impl KvsViewer {
         Ok(())
     }
 
-    pub(crate) fn poison(&self) {
-        self.poisoned.store(true, Ordering::Release);
+    /// Runs `f`; a panic in it (caught later by the FFI guard) poisons the handle first,
+    /// while the caller still holds its pass, so the handle is still alive.
+    fn poison_on_panic<T>(&self, f: impl FnOnce() -> T) -> T {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(v) => v,
+            Err(panic) => {
+                self.poisoned.store(true, Ordering::Release);
+                resume_unwind(panic)
+            }
+        }
     }
 
     /// Runs `f` on the viewer inside the gate (waiting for a reconnect in progress).
@@ -183,7 +193,7 @@ impl KvsViewer {
     ) -> Result<T, KvsStatus> {
         let _pass = self.gate.enter(None).map_err(fail)?;
         self.check_poisoned().map_err(fail)?;
-        f(&self.read())
+        self.poison_on_panic(|| f(&self.read()))
     }
 
     /// Runs `f` inside the gate until `deadline`, again on the new connection when it failed
@@ -197,7 +207,7 @@ impl KvsViewer {
         loop {
             let pass = self.gate.enter(deadline)?;
             self.check_poisoned()?;
-            match f(&self.read(), deadline) {
+            match self.poison_on_panic(|| f(&self.read(), deadline)) {
                 Err(e) if e.kind == ErrorKind::Closed && self.gate.reconnect_began_since(&pass) => {
                     continue;
                 }
@@ -258,8 +268,10 @@ impl KvsViewer {
 
         // Blocked recv and send calls return `Closed` and leave the read side; they come back
         // through the gate and wait there.
-        self.read().request_close();
-        let result = self.write().reconnect();
+        let result = self.poison_on_panic(|| {
+            self.read().request_close();
+            self.write().reconnect()
+        });
 
         let end_again = flag.finish();
         if end_again {

@@ -3,6 +3,7 @@
 //! Every export converts its arguments, runs the safe core inside a panic boundary, maps the
 //! error to a stable code and records the detail for `kvs_last_error_message`.
 
+mod credentials;
 mod handle;
 mod ice;
 mod ice_format;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::error::Error;
 use crate::session::Viewer;
 
+pub use credentials::*;
 pub use handle::KvsViewer;
 pub use ice::*;
 pub use log::*;
@@ -28,7 +30,7 @@ pub use stats::*;
 pub use status::*;
 pub use types::*;
 
-use status::KvsStatus::{KVS_ERR_INTERNAL, KVS_ERR_NULL_POINTER, KVS_OK};
+use status::KvsStatus::{KVS_ERR_NULL_POINTER, KVS_OK};
 
 // ---------------------------------------------------------------------------------------
 // Per-thread detail of the last failure.
@@ -200,7 +202,8 @@ pub extern "C" fn kvs_viewer_abi_version() -> u32 {
 // ---------------------------------------------------------------------------------------
 // The viewer.
 
-/// Runs `f` on a live handle behind the panic boundary; a caught panic poisons the handle.
+/// Runs `f` on a live handle behind the panic boundary (a panic inside a call poisons the
+/// handle: later calls answer `KVS_ERR_CLOSED`).
 pub(crate) fn with_handle(
     viewer: *const KvsViewer,
     f: impl FnOnce(&KvsViewer) -> Result<(), KvsStatus>,
@@ -212,11 +215,8 @@ pub(crate) fn with_handle(
     // `kvs_viewer_close` has not returned (calls overlapping a close are counted by the
     // handle, which frees only after they left).
     let handle = unsafe { &*viewer };
-    let code = guard(|| f(handle));
-    if code == KVS_ERR_INTERNAL {
-        handle.poison();
-    }
-    code
+    // No access to `handle` after `f`: its pass is gone, so a close may have freed it.
+    guard(|| f(handle))
 }
 
 /// Runs `f` on the core viewer of a live handle (waiting while a reconnect runs).
@@ -474,6 +474,7 @@ pub extern "C" fn kvs_message_type_name(message_type: i32) -> *const c_char {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ffi::KvsStatus::KVS_ERR_INTERNAL;
 
     #[test]
     fn version_constants_match_the_package() {

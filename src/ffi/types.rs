@@ -1,17 +1,19 @@
 //! `#[repr(C)]` types of the C API and their conversion to and from the safe core.
 
-use std::ffi::{CStr, c_char};
+use std::ffi::{CStr, c_char, c_void};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PRESIGN_EXPIRES_S, ViewerConfig,
 };
+use crate::credentials::{CredentialProvider, CredentialSource, ExpiringCredentials};
 use crate::envelope::{Message, MessageType};
 use crate::error::{Error, ErrorKind};
 use crate::sigv4::Credentials;
 
 use super::KvsStatus;
+use super::credentials::KvsCredentialsCallback;
 use super::versioned::{
     frozen_size, read_prefix, struct_size_of, usable_size, write_prefix, zero_init,
 };
@@ -123,6 +125,34 @@ pub struct KvsViewerConfig {
     pub reconnect_max_attempts: u32,
     /// Give up reconnecting after this long without success; 0 = never. (Appended in 0.2.)
     pub reconnect_max_duration_ms: u32,
+    /// AWS IoT credentials provider, `https://host[:port]`: the account's
+    /// `…credentials.iot.<region>.amazonaws.com` (`aws iot describe-endpoint --endpoint-type
+    /// iot:CredentialProvider`). With the other `iot_*` fields (all or none), and instead of
+    /// `access_key_id`/`secret_access_key`: temporary credentials fetched over mutual TLS
+    /// with the device certificate, and fetched again before they expire. (Appended in 0.2.)
+    pub iot_credentials_endpoint: *const c_char,
+    /// The role alias whose role the credentials are for. (Appended in 0.2.)
+    pub iot_role_alias: *const c_char,
+    /// The thing the device certificate is attached to (sent as `x-amzn-iot-thingname`).
+    /// (Appended in 0.2.)
+    pub iot_thing_name: *const c_char,
+    /// PEM device certificate. (Appended in 0.2.)
+    pub iot_cert_file: *const c_char,
+    /// PEM private key of the certificate: PKCS#1 (`BEGIN RSA PRIVATE KEY`, what AWS IoT hands
+    /// out), PKCS#8 or EC; not encrypted. Never logged. (Appended in 0.2.)
+    pub iot_key_file: *const c_char,
+    /// PEM CA bundle trusted for the credentials provider in addition to the system roots;
+    /// NULL = system roots only. (Appended in 0.2.)
+    pub iot_ca_file: *const c_char,
+    /// Instead of fixed keys or `iot_*`: a function filling `KvsCredentials` (a secure element,
+    /// a vault), called when credentials are first needed and again when they near their
+    /// expiry. NULL = none. (Appended in 0.2.)
+    pub credentials_callback: KvsCredentialsCallback,
+    /// Passed to `credentials_callback` as is. (Appended in 0.2.)
+    pub credentials_user_data: *mut c_void,
+    /// Expiry of the fixed `access_key_id`/`secret_access_key`/`session_token`, Unix seconds;
+    /// 0 = they do not expire. Presigned URLs never outlive it. (Appended in 0.2.)
+    pub credentials_expires_at_unix_s: i64,
 }
 
 /// `sizeof(KvsViewerConfig)` in the 0.1 header, frozen: what the 0.1 `kvs_viewer_config_init`
@@ -167,6 +197,15 @@ fn config_defaults() -> KvsViewerConfig {
         reconnect_backoff_cap_ms: 0,
         reconnect_max_attempts: 0,
         reconnect_max_duration_ms: 0,
+        iot_credentials_endpoint: std::ptr::null(),
+        iot_role_alias: std::ptr::null(),
+        iot_thing_name: std::ptr::null(),
+        iot_cert_file: std::ptr::null(),
+        iot_key_file: std::ptr::null(),
+        iot_ca_file: std::ptr::null(),
+        credentials_callback: None,
+        credentials_user_data: std::ptr::null_mut(),
+        credentials_expires_at_unix_s: 0,
     }
 }
 
@@ -343,8 +382,15 @@ pub(crate) unsafe fn read_config(config: *const KvsViewerConfig) -> Result<Viewe
     let channel_arn = unsafe { optional_str(c.channel_arn, "channel_arn") }?.unwrap_or_default();
     let client_id = unsafe { required_str(c.client_id, "client_id") }?;
     let wss_endpoint = unsafe { optional_str(c.wss_endpoint, "wss_endpoint") }?.unwrap_or_default();
-    let access_key_id = unsafe { required_str(c.access_key_id, "access_key_id") }?;
-    let secret = unsafe { required_str(c.secret_access_key, "secret_access_key") }?;
+    // Credentials: a callback, the IoT provider, or fixed keys (credentials.rs).
+    let source = unsafe { credential_source(&c) }?;
+    let (access_key_id, secret) = match source {
+        Some(_) => ("", ""), // unused: every signer asks the source
+        None => (
+            unsafe { required_str(c.access_key_id, "access_key_id") }?,
+            unsafe { required_str(c.secret_access_key, "secret_access_key") }?,
+        ),
+    };
     let token = unsafe { optional_str(c.session_token, "session_token") }?;
     let ca_file = unsafe { optional_str(c.ca_file, "ca_file") }?;
     // Fields past the caller's `struct_size` kept their NULL default in the copy above.
@@ -358,6 +404,16 @@ pub(crate) unsafe fn read_config(config: *const KvsViewerConfig) -> Result<Viewe
         wss_endpoint,
         Credentials::new(access_key_id, secret, token),
     );
+    config.credential_source = match (source, c.credentials_expires_at_unix_s) {
+        (Some(source), _) => Some(CredentialProvider::new(source)),
+        (None, 0) => None,
+        (None, at) => Some(CredentialProvider::new(CredentialSource::Static(
+            ExpiringCredentials::new(
+                config.credentials.clone(),
+                Some(expiry("credentials_expires_at_unix_s", at)?),
+            ),
+        ))),
+    };
     config.ca_file = ca_file.map(PathBuf::from);
     config.channel_name = channel_name.filter(|s| !s.is_empty()).map(str::to_owned);
     config.control_plane_url = control_plane_url
@@ -398,6 +454,53 @@ pub(crate) unsafe fn read_config(config: *const KvsViewerConfig) -> Result<Viewe
         config.reconnect_max_duration = t;
     }
     Ok(config)
+}
+
+/// The source the config selects: `credentials_callback`, or the `iot_*` fields; None = the
+/// fixed keys. Giving more than one is refused, naming the fields.
+///
+/// # Safety
+/// The config's strings are NULL or NUL-terminated.
+unsafe fn credential_source(c: &KvsViewerConfig) -> Result<Option<CredentialSource>, Error> {
+    // SAFETY: forwarded contract.
+    let iot = unsafe {
+        super::credentials::iot_settings(
+            c.iot_credentials_endpoint,
+            c.iot_role_alias,
+            c.iot_thing_name,
+            c.iot_cert_file,
+            c.iot_key_file,
+            c.iot_ca_file,
+        )
+    }?;
+    let callback =
+        super::credentials::callback_source(c.credentials_callback, c.credentials_user_data);
+    let keys = !c.access_key_id.is_null() || !c.secret_access_key.is_null();
+    let given = [
+        (callback.is_some(), "credentials_callback"),
+        (iot.is_some(), "iot_credentials_endpoint"),
+        (keys, "access_key_id"),
+    ];
+    let named: Vec<&str> = given
+        .iter()
+        .filter(|(set, _)| *set)
+        .map(|(_, n)| *n)
+        .collect();
+    if named.len() > 1 {
+        return Err(Error::invalid(
+            named[0],
+            format!(
+                "give one source of credentials, not {} and {}",
+                named[0], named[1]
+            ),
+        ));
+    }
+    Ok(callback.or(iot.map(CredentialSource::Iot)))
+}
+
+fn expiry(field: &str, unix_s: i64) -> Result<time::OffsetDateTime, Error> {
+    time::OffsetDateTime::from_unix_timestamp(unix_s)
+        .map_err(|_| Error::invalid(field, format!("{unix_s} is not a valid time")))
 }
 
 /// Unknown integers map to `Unknown`, which `send` refuses with a clear message: a C value
