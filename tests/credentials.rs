@@ -456,7 +456,7 @@ fn a_connected_viewer_keeps_working_across_credential_lifetimes() {
     let provider = iot_provider(settings(&iot_env(&emu)));
     let mut cfg = discovering_config(&emu, "long-lived", Credentials::new("", "", None));
     cfg.credential_source = Some(provider.clone());
-    let mut v = Viewer::connect(&cfg).expect("connects with IoT credentials");
+    let v = Viewer::connect(&cfg).expect("connects with IoT credentials");
     let first = accepted_keys(&emu);
     assert_eq!(first.len(), 4, "{first:?}");
     assert!(first.iter().all(|k| k.starts_with("ASIA")));
