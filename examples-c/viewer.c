@@ -21,6 +21,8 @@
  *   KVS_CA_FILE                                PEM file added to the trusted roots (optional)
  *   KVS_OFFER_FILE                             SDP offer payload JSON (optional; built-in otherwise)
  *   KVS_RECV_SECONDS                           how long to wait for messages (optional, default 10)
+ *   KVS_PRINT_STATS=1                          print the connection counters before closing
+ *   KVS_LOG_LEVEL                              library log lines on stderr (error..trace)
  *
  * Output, one line per event:
  *   connected client_id=<id>
@@ -29,6 +31,7 @@
  *   send SDP_OFFER payload=<json>
  *   send ICE_CANDIDATE payload=<json>
  *   recv <TYPE> sender=<id or -> payload=<decoded payload>[ status=<code> error=<type>]
+ *   stats key=value ...                        with KVS_PRINT_STATS=1
  *   closed
  * It stops after an SDP answer plus all candidates that arrive within 1 s after it (or after
  * KVS_RECV_SECONDS), closes and exits 0. On any failure it prints
@@ -182,6 +185,28 @@ static char *read_file(const char *path, size_t *len_out) {
   buf[len] = '\0';
   *len_out = len;
   return buf;
+}
+
+/* One line of counters, as a firmware team would ship them to its backend. */
+static void print_stats(KvsViewer *viewer) {
+  KvsViewerStats s;
+  kvs_viewer_stats_init(&s);
+  if (kvs_viewer_get_stats(viewer, &s) != KVS_OK) return;
+  printf("stats sent=%llu (offers=%llu candidates=%llu) received=%llu (answers=%llu "
+         "candidates=%llu) skipped=%llu bytes_out=%llu bytes_in=%llu reconnects=%llu "
+         "clock_offset_s=%lld connected_for_ms=%llu last_disconnect_cause=%d "
+         "last_close_code=%u ice_refreshes=%llu ping_rtt_us=%llu\n",
+         (unsigned long long)s.messages_sent,
+         (unsigned long long)s.messages_sent_by_type[KVS_MSG_SDP_OFFER],
+         (unsigned long long)s.messages_sent_by_type[KVS_MSG_ICE_CANDIDATE],
+         (unsigned long long)s.messages_received,
+         (unsigned long long)s.messages_received_by_type[KVS_MSG_SDP_ANSWER],
+         (unsigned long long)s.messages_received_by_type[KVS_MSG_ICE_CANDIDATE],
+         (unsigned long long)s.frames_skipped, (unsigned long long)s.bytes_sent,
+         (unsigned long long)s.bytes_received, (unsigned long long)s.reconnects,
+         (long long)s.clock_offset_s, (unsigned long long)s.connected_for_ms,
+         (int)s.last_disconnect_cause, (unsigned)s.last_close_code,
+         (unsigned long long)s.ice_refreshes, (unsigned long long)s.last_ping_rtt_us);
 }
 
 int main(void) {
@@ -339,6 +364,7 @@ int main(void) {
     fprintf(stderr, "note: no SDP answer within %.1f s\n", recv_seconds);
 
   free(offer_file);
+  if (env("KVS_PRINT_STATS") && strcmp(env("KVS_PRINT_STATS"), "1") == 0) print_stats(viewer);
   rc = kvs_viewer_close(viewer);
   if (rc != KVS_OK) return fail(rc, "close failed");
   printf("closed\n");

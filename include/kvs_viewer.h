@@ -110,6 +110,50 @@
 #define KVS_ICE_URI_GSTREAMER 1
 
 /**
+ * Log level: nothing.
+ */
+#define KVS_LOG_OFF 0
+
+/**
+ * Log level: a call failed, or the connection is gone for good.
+ */
+#define KVS_LOG_ERROR 1
+
+/**
+ * Log level: something went wrong and the library recovers (a drop, a refused signature).
+ */
+#define KVS_LOG_WARN 2
+
+/**
+ * Log level: the story of a session in a few lines (endpoint, reconnects and why, clock
+ * corrections).
+ */
+#define KVS_LOG_INFO 3
+
+/**
+ * Log level: INFO plus each frame's type and size, each HTTP call, TLS and pings.
+ */
+#define KVS_LOG_DEBUG 4
+
+/**
+ * Log level: DEBUG plus request and response headers, with every secret, token, signature
+ * and credential redacted.
+ */
+#define KVS_LOG_TRACE 5
+
+/**
+ * Slots of the per-message-type arrays of `KvsViewerStats`, indexed by `KvsMessageType`
+ * (`KVS_MSG_*`); room for types added later without a layout change.
+ */
+#define KVS_STATS_MESSAGE_TYPES 16
+
+/**
+ * Slots of `KvsViewerStats::reconnects_by_cause`, indexed by `KvsDisconnectCause`; room for
+ * causes added later.
+ */
+#define KVS_STATS_CAUSES 16
+
+/**
  * Longest id (client id, correlation id, error type) of the protocol, in bytes.
  */
 #define KVS_MAX_ID_LEN 256
@@ -276,6 +320,61 @@ enum KvsMessageType
 typedef enum KvsMessageType KvsMessageType;
 #else
 typedef int32_t KvsMessageType;
+#endif /* __STDC_VERSION__ >= 202311L */
+#endif /* __cplusplus */
+
+/**
+ * Why a connection ended (`KvsViewerStats::last_disconnect_cause`, and the index of
+ * `reconnects_by_cause`). Append-only; carried as `int32_t`.
+ */
+enum KvsDisconnectCause
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif /* defined(__cplusplus) || __STDC_VERSION__ >= 202311L */
+ {
+  /**
+   * No connection has ended yet.
+   */
+  KVS_DISCONNECT_NONE = 0,
+  /**
+   * The application asked: `kvs_viewer_reconnect`, `kvs_viewer_close`.
+   */
+  KVS_DISCONNECT_APP = 1,
+  /**
+   * The connection dropped: reset, end of stream, a failed write.
+   */
+  KVS_DISCONNECT_NETWORK = 2,
+  /**
+   * The server sent a WebSocket close frame (`last_close_code`).
+   */
+  KVS_DISCONNECT_SERVER_CLOSE = 3,
+  /**
+   * A keepalive ping got no answer in time.
+   */
+  KVS_DISCONNECT_DEAD_PEER = 4,
+  /**
+   * The service announced maintenance (`GO_AWAY`).
+   */
+  KVS_DISCONNECT_GO_AWAY = 5,
+  /**
+   * The presigned URL was about to expire.
+   */
+  KVS_DISCONNECT_PRESIGN_EXPIRY = 6,
+  /**
+   * The server broke the protocol (an oversized or malformed frame).
+   */
+  KVS_DISCONNECT_PROTOCOL = 7,
+  /**
+   * The credentials that signed the connection were due for a refresh: the library opened
+   * a new connection first, then closed this one.
+   */
+  KVS_DISCONNECT_CREDENTIALS_REFRESH = 8
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum KvsDisconnectCause KvsDisconnectCause;
+#else
+typedef int32_t KvsDisconnectCause;
 #endif /* __STDC_VERSION__ >= 202311L */
 #endif /* __cplusplus */
 
@@ -564,6 +663,114 @@ typedef struct KvsIceServer {
    */
   uint32_t ttl_s;
 } KvsIceServer;
+
+/**
+ * Receives one log line: `level` is one of `KVS_LOG_ERROR`..`KVS_LOG_TRACE`, `message` a
+ * NUL-terminated UTF-8 line without a trailing newline, naming the viewer (its client id)
+ * and the step (`viewer-1 connect: connected to wss://…`). `message` is valid only during
+ * the call. Called from the application's threads and from the library's I/O threads.
+ */
+typedef void (*KvsLogCallback)(void *user_data, int32_t level, const char *message);
+
+/**
+ * What a viewer's connections went through, filled by `kvs_viewer_get_stats`: counters over
+ * the handle's life (every connection so far) plus the state of the current one. Initialise
+ * with `kvs_viewer_stats_init`. Size-versioned: the library writes only the fields that fit
+ * in `struct_size`; fields are only ever appended.
+ */
+typedef struct KvsViewerStats {
+  /**
+   * `sizeof(KvsViewerStats)` of the caller's header, set by `kvs_viewer_stats_init`.
+   */
+  uint32_t struct_size;
+  /**
+   * Threads blocked in `kvs_viewer_recv` right now.
+   */
+  uint32_t waiting_receivers;
+  /**
+   * Messages handed to the socket, all types.
+   */
+  uint64_t messages_sent;
+  /**
+   * Messages received and queued for `kvs_viewer_recv`, all types.
+   */
+  uint64_t messages_received;
+  /**
+   * Messages sent, by `KvsMessageType` (`[KVS_MSG_SDP_OFFER]`, `[KVS_MSG_ICE_CANDIDATE]`).
+   */
+  uint64_t messages_sent_by_type[KVS_STATS_MESSAGE_TYPES];
+  /**
+   * Messages received, by `KvsMessageType` (`[KVS_MSG_SDP_ANSWER]`, `[KVS_MSG_GO_AWAY]`,
+   * …; `[KVS_MSG_UNKNOWN]` for types this version does not know).
+   */
+  uint64_t messages_received_by_type[KVS_STATS_MESSAGE_TYPES];
+  /**
+   * Frames that were not protocol messages (not JSON, binary, bad base64, …), skipped.
+   */
+  uint64_t frames_skipped;
+  /**
+   * Bytes of WebSocket messages sent (frame payloads; TLS and framing not counted).
+   */
+  uint64_t bytes_sent;
+  /**
+   * Bytes of WebSocket messages received, skipped frames included.
+   */
+  uint64_t bytes_received;
+  /**
+   * Keepalive pings sent.
+   */
+  uint64_t pings_sent;
+  /**
+   * Round trip of the last answered keepalive ping, in microseconds; 0 = none yet.
+   */
+  uint64_t last_ping_rtt_us;
+  /**
+   * Connections replaced by a new one (automatic or `kvs_viewer_reconnect`).
+   */
+  uint64_t reconnects;
+  /**
+   * `reconnects` by the cause of the disconnect before them, indexed by
+   * `KvsDisconnectCause`.
+   */
+  uint64_t reconnects_by_cause[KVS_STATS_CAUSES];
+  /**
+   * Server clock minus device clock, in seconds, learnt from the service and used for
+   * every signature (0 until a correction).
+   */
+  int64_t clock_offset_s;
+  /**
+   * When the current connection opened, in milliseconds since the Unix epoch by the
+   * device clock; 0 while disconnected.
+   */
+  uint64_t connected_since_unix_ms;
+  /**
+   * How long the current connection has been open, in milliseconds (monotonic); 0 while
+   * disconnected.
+   */
+  uint64_t connected_for_ms;
+  /**
+   * Why the last connection ended (`KvsDisconnectCause`); `KVS_DISCONNECT_NONE` if none
+   * has.
+   */
+  int32_t last_disconnect_cause;
+  /**
+   * What `kvs_viewer_recv` reported for it (`KvsStatus`, e.g. `KVS_ERR_CLOSED`); 0 if none.
+   */
+  int32_t last_disconnect_status;
+  /**
+   * The WebSocket close code the server sent then (1000, 1001, 4000, …); 0 = none.
+   */
+  uint32_t last_close_code;
+  /**
+   * 1 while connected, 0 otherwise.
+   */
+  uint32_t connected;
+  /**
+   * TURN server sets fetched again after the first (TTL refreshes and
+   * `kvs_viewer_refresh_ice_servers`).
+   */
+  uint64_t ice_refreshes;
+} KvsViewerStats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -887,6 +1094,42 @@ KvsStatus kvs_viewer_ice_server_uri(struct KvsViewer *viewer,
                                     size_t *out_len);
 
 /**
+ * Sends the library's log lines up to `max_level` (`KVS_LOG_OFF`..`KVS_LOG_TRACE`; values
+ * outside are clamped) to `callback` with `user_data`. Process-wide; replaces the previous
+ * callback, and returns once calls of the previous one running on other threads have
+ * returned (so its `user_data` may be freed), except when called from inside the callback.
+ *
+ * NULL `callback` = the default sink: lines go to stderr, one line per write, prefixed by
+ * a UTC timestamp (`2026-12-02T00:41:40.123Z kvs-viewer INFO  viewer-1 connect: …`), at
+ * the level of the environment variable `KVS_LOG_LEVEL` (`error`, `warn`, `info`, `debug`,
+ * `trace`, or `0`..`5`; read at this call and at the first `kvs_viewer_connect`) capped by
+ * `max_level`. Without `KVS_LOG_LEVEL` the default sink prints nothing — the state of a
+ * program that never calls this function.
+ *
+ * The callback may be called from the library's I/O threads as well as from the thread of
+ * the `kvs_*` call that logs; never with a library lock held, so it may call `kvs_*`
+ * functions, e.g. `kvs_viewer_get_stats` or `kvs_last_error_message` (which reads the
+ * calling thread's last error), but not on a handle that `kvs_viewer_close` is closing, nor
+ * on one whose `kvs_viewer_reconnect` is running (that call holds the handle while the I/O
+ * thread, which logs, opens the new connection; automatic reconnects hold nothing).
+ * Lines the callback's own `kvs_*` calls would log are dropped. Lines above `max_level`
+ * cost nothing: they are not even formatted.
+ *
+ * Repeated lines are rate-limited: of lines from one place that differ only in numbers and
+ * ids (a reconnect loop), the first 20 pass, then the 40th, 80th, 160th, … and at least one
+ * an hour, each ending `(N similar lines suppressed)`; after a quiet minute they pass again.
+ * No line holds a secret key, session token, signature, TURN credential, or any run of 64
+ * hex digits.
+ *
+ * Thread-safety: any thread, any time.
+ *
+ * # Safety
+ * `callback` must be NULL or a function safe to call from any thread with `user_data` until
+ * this function is called again.
+ */
+void kvs_set_log_callback(KvsLogCallback callback, void *user_data, int32_t max_level);
+
+/**
  * Builds the offer payload `{"type":"offer","sdp":…}` from the SDP the WebRTC stack made
  * (JSON-escaped: quotes, backslashes, CR/LF and control characters).
  *
@@ -1053,6 +1296,38 @@ KvsStatus kvs_viewer_send_candidate(struct KvsViewer *viewer,
                                     int32_t sdp_mline_index);
 
 /**
+ * Zeroes the caller's `size` bytes at `stats` and sets `struct_size = size`. Use the
+ * `kvs_viewer_stats_init` macro, which passes `sizeof *(stats)`. Thread-safe.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER`, `KVS_ERR_INVALID_ARGUMENT` (`size` below the first
+ * published layout or above 4 GiB; nothing written).
+ *
+ * # Safety
+ * `stats` must be NULL or point to `size` writable bytes.
+ */
+KvsStatus kvs_viewer_stats_init_sized(struct KvsViewerStats *stats, size_t size);
+
+/**
+ * Copies the viewer's counters into `*out`, which `kvs_viewer_stats_init` prepared: what a
+ * firmware team ships to its backend (messages by type, bytes, reconnects by cause, the
+ * clock offset, the current connection, the last disconnect, ICE refreshes, the last ping's
+ * round trip). Only `min(out->struct_size, sizeof(KvsViewerStats))` bytes are written; the
+ * caller's `struct_size` is kept.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER`, `KVS_ERR_INVALID_ARGUMENT` (`out->struct_size` smaller
+ * than the first published layout).
+ *
+ * Thread-safety: any thread, while other threads send, receive or reconnect on the same
+ * handle, and from inside the log callback; it waits for no network I/O. Never concurrently
+ * with `kvs_viewer_close`.
+ *
+ * # Safety
+ * `viewer` must come from `kvs_viewer_connect` and not be closed; `out` must point to
+ * `out->struct_size` readable and writable bytes.
+ */
+KvsStatus kvs_viewer_get_stats(struct KvsViewer *viewer, struct KvsViewerStats *out);
+
+/**
  * The name of a status code, e.g. `"KVS_ERR_ACCESS_DENIED"`.
  *
  * Never NULL: unknown codes give `"KVS_ERR_UNKNOWN"`. The string is static.
@@ -1124,5 +1399,7 @@ KvsStatus kvs_message_init_sized(struct KvsMessage *msg,
   kvs_message_init_sized((msg), sizeof *(msg), (payload_buf), (payload_cap))
 #define kvs_ice_server_init(server) \
   kvs_ice_server_init_sized((server), sizeof *(server))
+#define kvs_viewer_stats_init(stats) \
+  kvs_viewer_stats_init_sized((stats), sizeof *(stats))
 
 #endif  /* KVS_VIEWER_H */

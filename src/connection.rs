@@ -12,6 +12,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message as WsMessage, WebSocket};
 
 use crate::config::ViewerConfig;
+use crate::diag::{DisconnectCause, Step, diag};
 use crate::envelope::{self, MessageType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::session::{Outgoing, Shared, Stop};
@@ -227,9 +228,18 @@ impl Connection {
             return;
         }
         // Counted before the callers are released, so stats never lag a send.
-        self.shared.lock().stats.frames_sent += self.held.len() as u64;
+        {
+            let mut state = self.shared.lock();
+            state.stats.frames_sent += self.held.len() as u64;
+            for out in &self.held {
+                state.stats.sent.add(out.message_type);
+                state.stats.bytes_sent += out.frame.len() as u64;
+            }
+        }
         for out in self.held.drain(..) {
             let _ = out.done.send(Ok(()));
+            let (t, len) = (out.message_type.name(), out.frame.len());
+            diag!(Debug, Step::Send, "{t} frame, {len} bytes");
         }
     }
 
@@ -252,6 +262,11 @@ impl Connection {
             match self.ws.read() {
                 Ok(msg) => {
                     self.last_heard = Instant::now();
+                    if let (WsMessage::Pong(_), Some(at)) = (&msg, self.ping_sent_at) {
+                        let rtt = at.elapsed();
+                        self.shared.lock().stats.last_ping_rtt = Some(rtt);
+                        diag!(Debug, Step::Recv, "pong after {} µs", rtt.as_micros());
+                    }
                     self.ping_sent_at = None;
                     self.on_message(msg);
                 }
@@ -319,6 +334,12 @@ impl Connection {
             None if now - self.last_heard >= self.ping_interval => {
                 // Counted before the write, so the count never lags what the peer saw.
                 self.shared.lock().stats.pings_sent += 1;
+                diag!(
+                    Debug,
+                    Step::Send,
+                    "keepalive ping after {} ms of silence",
+                    (now - self.last_heard).as_millis()
+                );
                 match self.ws.write(WsMessage::Ping(Vec::new().into())) {
                     Err(e) if !is_would_block(&e) => {
                         Err(End::Lost(ws_error(e, &self.server_close)))
@@ -339,7 +360,33 @@ impl Connection {
         while matches!((&self.shared.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
     }
 
+    /// Why this connection ended with `e`, for stats and lines.
+    pub(crate) fn cause_of(&self, e: &Error) -> DisconnectCause {
+        let ping_overdue = self
+            .ping_sent_at
+            .is_some_and(|at| at.elapsed() >= self.pong_timeout);
+        if self.server_close.is_some() {
+            DisconnectCause::ServerClose
+        } else if ping_overdue {
+            DisconnectCause::DeadPeer
+        } else if e.kind == ErrorKind::Protocol {
+            DisconnectCause::Protocol
+        } else {
+            DisconnectCause::Network
+        }
+    }
+
+    /// The close code the server sent, if it sent one.
+    pub(crate) fn server_close_code(&self) -> Option<u16> {
+        self.server_close.as_ref().map(|(code, _)| *code)
+    }
+
     fn on_message(&mut self, msg: WsMessage) {
+        let len = match &msg {
+            WsMessage::Text(t) => t.len(),
+            WsMessage::Binary(b) => b.len(),
+            _ => 0,
+        };
         let decoded = match msg {
             WsMessage::Text(text) => envelope::decode_incoming(text.as_str()),
             WsMessage::Binary(_) => Err(Error::new(
@@ -357,6 +404,7 @@ impl Connection {
         };
         let mut state = self.shared.lock();
         state.stats.frames_received += 1;
+        state.stats.bytes_received += len as u64;
         match decoded {
             Ok(Some(message)) if message.payload.len() > self.max_message_len => {
                 state.stats.frames_skipped += 1;
@@ -376,17 +424,38 @@ impl Connection {
                     }
                     _ => {}
                 }
+                let message_type = message.message_type;
+                state.stats.received.add(message_type);
                 state.inbound.push_back(message);
                 drop(state);
                 self.shared.arrived.notify_all();
+                diag!(
+                    Debug,
+                    Step::Recv,
+                    "{} frame, {len} bytes",
+                    message_type.name()
+                );
             }
             Ok(None) => {
                 state.stats.frames_skipped += 1;
                 state.stats.last_skip_reason = Some("JSON frame without messageType".into());
+                drop(state);
+                diag!(
+                    Debug,
+                    Step::Recv,
+                    "skipped a frame of {len} bytes: JSON without messageType"
+                );
             }
             Err(e) => {
                 state.stats.frames_skipped += 1;
-                state.stats.last_skip_reason = Some(e.message);
+                state.stats.last_skip_reason = Some(e.message.clone());
+                drop(state);
+                diag!(
+                    Debug,
+                    Step::Recv,
+                    "skipped a frame of {len} bytes: {}",
+                    e.message
+                );
             }
         }
     }

@@ -14,6 +14,7 @@
 //! shows the device clock is a minute or more off is retried once with the server's time; the
 //! offset goes to the shared clock, so later calls and the WebSocket URL use it too.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -25,6 +26,7 @@ use crate::clock::Clock;
 use crate::config::ViewerConfig;
 use crate::credentials::CredentialProvider;
 use crate::deadline::Deadline;
+use crate::diag::{self, Step, diag};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{self, Request};
 use crate::ice::{self, IceCache, IceServer};
@@ -147,7 +149,16 @@ impl ControlPlane {
             &json!({ "ChannelName": channel_name }),
             deadline,
         )?;
-        parse_describe(&body).map_err(|e| e.in_step(STEP_DESCRIBE))
+        let info = parse_describe(&body).map_err(|e| e.in_step(STEP_DESCRIBE))?;
+        diag!(
+            Info,
+            Step::Discovery,
+            "channel {} is {} ({})",
+            info.name,
+            info.arn,
+            info.status
+        );
+        Ok(info)
     }
 
     /// `GetSignalingChannelEndpoint` as a viewer, asking for WSS and HTTPS; both are required.
@@ -202,6 +213,10 @@ impl ControlPlane {
     ) -> Result<Vec<u8>> {
         let body = body.to_string().into_bytes();
         let path = format!("{}/{op}", base.path.trim_end_matches('/'));
+        let log_step = match step {
+            STEP_GET_ICE_CONFIG => Step::Ice,
+            _ => Step::Discovery,
+        };
         let mut retried_with: Option<i64> = None;
         let mut backoff = Backoff::new(backoff::DEFAULT_BASE, backoff::DEFAULT_CAP);
         let mut last_transient: Option<Error> = None;
@@ -224,9 +239,18 @@ impl ControlPlane {
                 headers: &headers,
                 body: &body,
             };
+            diag!(
+                Trace,
+                log_step,
+                "POST https://{}{path} {}",
+                base.host_header,
+                diag::headers_for_log(headers.iter().map(|(k, v)| (*k, v.as_str())))
+            );
+            let sent_at = Instant::now();
             let answer = match self.http.send(base, &request, deadline) {
                 Ok(answer) => answer,
                 Err(e) if e.is_transient() && wait_before_retry(&mut backoff, deadline) => {
+                    diag!(Warn, log_step, "POST {path}: {e}; retried");
                     last_transient = Some(e);
                     continue;
                 }
@@ -239,6 +263,21 @@ impl ControlPlane {
                 }
                 Err(e) => return Err(retry_notes(e, retried_with, &backoff).in_step(step)),
             };
+            diag!(
+                Debug,
+                log_step,
+                "POST {path}: HTTP {} in {} ms, {} bytes",
+                answer.status,
+                sent_at.elapsed().as_millis(),
+                answer.body.len()
+            );
+            diag!(
+                Trace,
+                log_step,
+                "HTTP {} {}",
+                answer.status,
+                diag::headers_for_log(answer.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            );
             if (200..300).contains(&answer.status) {
                 return Ok(answer.body);
             }
@@ -260,11 +299,19 @@ impl ControlPlane {
                     self.clock
                         .after_refusal(error.http_status, server_date, &error.message);
                 if let Some(offset) = retry {
+                    diag!(
+                        Info,
+                        log_step,
+                        "the service refused the signature's time ({}); clock corrected to \
+                         {offset:+} s from the device clock, retrying",
+                        error.error_type.as_deref().unwrap_or("HTTP 403")
+                    );
                     retried_with = Some(offset);
                     continue;
                 }
             }
             if error.is_transient() && wait_before_retry(&mut backoff, deadline) {
+                diag!(Warn, log_step, "POST {path}: {error}; retried");
                 last_transient = Some(error);
                 continue;
             }
@@ -382,6 +429,8 @@ pub(crate) struct ChannelDirectory {
     /// configured. Parsed HTTPS endpoint alongside.
     endpoints: Mutex<Option<(Endpoints, Endpoint)>>,
     ice: Mutex<Option<IceCache>>,
+    /// TURN server sets fetched after the first, for `Stats::ice_refreshes`.
+    ice_refreshes: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -397,6 +446,7 @@ impl ChannelDirectory {
             region: config.region.clone(),
             endpoints: Mutex::new(None),
             ice: Mutex::new(None),
+            ice_refreshes: AtomicU64::new(0),
         }
     }
 
@@ -410,6 +460,8 @@ impl ChannelDirectory {
     }
 
     fn endpoints_parsed(&self, deadline: &Deadline) -> Result<(Endpoints, Endpoint)> {
+        // Lines wait until the lock is released: the log callback may call back in.
+        let _quiet = diag::hold();
         let mut known = lock(&self.endpoints);
         if let Some(e) = &*known {
             return Ok(e.clone());
@@ -417,6 +469,13 @@ impl ChannelDirectory {
         let endpoints = self.control.get_endpoints(&self.channel_arn, deadline)?;
         let https = validate::https_endpoint("HTTPS endpoint", &endpoints.https)
             .map_err(|e| e.in_step(STEP_GET_ENDPOINT))?;
+        diag!(
+            Info,
+            Step::Discovery,
+            "endpoints {} and {}",
+            endpoints.wss,
+            endpoints.https
+        );
         *known = Some((endpoints.clone(), https.clone()));
         Ok((endpoints, https))
     }
@@ -432,6 +491,8 @@ impl ChannelDirectory {
     /// within 30 s of the smallest TTL. Holds only the ICE lock while fetching: the
     /// connection thread and `send`/`recv` are never blocked by it.
     pub(crate) fn ice_servers(&self, force: bool, deadline: &Deadline) -> Result<Vec<IceServer>> {
+        // Lines wait until the lock is released: the log callback may call back in.
+        let _quiet = diag::hold();
         let mut cache = lock(&self.ice);
         match &*cache {
             Some(c) if !force && c.is_fresh(Instant::now()) => {}
@@ -444,6 +505,23 @@ impl ChannelDirectory {
                     &self.client_id,
                     deadline,
                 )?;
+                let refresh = cache.is_some();
+                if refresh {
+                    self.ice_refreshes.fetch_add(1, Ordering::Relaxed);
+                }
+                diag!(
+                    Info,
+                    Step::Ice,
+                    "{} {} TURN servers (TTL {} s){}",
+                    if refresh { "refreshed:" } else { "fetched" },
+                    turn.len(),
+                    turn.iter().map(|t| t.ttl_s).min().unwrap_or(0),
+                    if dropped > 0 {
+                        format!(", {dropped} over the limit dropped")
+                    } else {
+                        String::new()
+                    }
+                );
                 *cache = Some(IceCache::new(turn, dropped, fetched_at));
             }
         }
@@ -451,6 +529,11 @@ impl ChannelDirectory {
             .as_ref()
             .map(|c| c.servers(&self.region))
             .unwrap_or_default())
+    }
+
+    /// TURN server sets fetched after the first.
+    pub(crate) fn ice_refreshes(&self) -> u64 {
+        self.ice_refreshes.load(Ordering::Relaxed)
     }
 
     /// TURN servers dropped from the last answer because it had more than five.

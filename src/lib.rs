@@ -38,6 +38,7 @@ mod connection;
 mod control_plane;
 mod credentials;
 mod deadline;
+mod diag;
 mod envelope;
 mod error;
 mod http;
@@ -57,6 +58,7 @@ pub use credentials::{
     CredentialCallback, CredentialProvider, CredentialSource, DEFAULT_REFRESH_JITTER,
     DEFAULT_REFRESH_MARGIN, ExpiringCredentials, IotSettings,
 };
+pub use diag::{CauseCounts, Disconnect, DisconnectCause, MessageCounts};
 pub use envelope::{MAX_ENCODED_PAYLOAD, MAX_PAYLOAD, Message, MessageType, StatusResponse};
 pub use error::{Error, ErrorKind, Result};
 pub use ice::{IceServer, MAX_ICE_STRING_LEN, MAX_TURN_SERVERS, MAX_URIS_PER_SERVER};

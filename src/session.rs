@@ -16,7 +16,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use native_tls::TlsConnector;
 use tungstenite::WebSocket;
@@ -27,6 +27,7 @@ use crate::config::ViewerConfig;
 use crate::connection::{Connection, End};
 use crate::control_plane::{ChannelDirectory, ControlPlane, Endpoints};
 use crate::deadline::Deadline;
+use crate::diag::{self, CauseCounts, Disconnect, DisconnectCause, MessageCounts, Step, diag};
 use crate::envelope::{self, Message, MessageType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ice::IceServer;
@@ -68,12 +69,33 @@ pub struct Stats {
     /// Why the last connection before the current one ended (`GO_AWAY`, a close code, a lost
     /// link, ...); None until one did.
     pub last_disconnect_reason: Option<String>,
+    /// Messages handed to the socket, by type.
+    pub sent: MessageCounts,
+    /// Messages received and queued for `recv`, by type.
+    pub received: MessageCounts,
+    /// Bytes of WebSocket messages sent (frame payloads; TLS and framing not counted).
+    pub bytes_sent: u64,
+    /// Bytes of WebSocket messages received, skipped frames included.
+    pub bytes_received: u64,
+    /// Round trip of the last answered keepalive ping.
+    pub last_ping_rtt: Option<Duration>,
+    /// `reconnects` by the cause of the disconnect before them.
+    pub reconnects_by_cause: CauseCounts,
+    /// When the current connection opened (device clock); None while disconnected.
+    pub connected_since: Option<SystemTime>,
+    /// How long the current connection has been open; None while disconnected.
+    pub connected_for: Option<Duration>,
+    /// How the last connection ended, once one has.
+    pub last_disconnect: Option<Disconnect>,
+    /// TURN server sets fetched again after the first.
+    pub ice_refreshes: u64,
 }
 
 /// A frame waiting for a connection, and the sender waiting for its fate.
 pub(crate) struct Outgoing {
     id: u64,
     pub(crate) frame: String,
+    pub(crate) message_type: MessageType,
     pub(crate) done: SyncSender<Result<()>>,
 }
 
@@ -97,6 +119,8 @@ pub(crate) struct State {
     reconnect_result: Option<Result<()>>,
     next_id: u64,
     pub(crate) stats: Stats,
+    /// When the current connection opened, for `Stats::connected_*`.
+    connected_at: Option<(Instant, SystemTime)>,
 }
 
 pub(crate) struct Shared {
@@ -221,6 +245,8 @@ struct Link {
     clock: Arc<Clock>,
     /// The channel's ARN, endpoints and ICE servers, kept for refreshes and reconnects.
     channel: ChannelDirectory,
+    /// Names the viewer in log lines (its client id).
+    label: Arc<str>,
 }
 
 impl Link {
@@ -257,6 +283,14 @@ impl Link {
                     params: &params,
                 },
             );
+            diag!(
+                Trace,
+                Step::Connect,
+                "GET wss://{}{}?{}",
+                endpoint.host_header,
+                endpoint.path,
+                diag::query_for_log(&presigned.query)
+            );
             transport::open(&endpoint, &self.connector, &presigned.query, deadline).map_err(
                 |mut r| {
                     // Service messages may quote the request; never let a credential through.
@@ -274,6 +308,14 @@ impl Link {
             rejection.server_date,
             &rejection.error.message,
         );
+        if let Some(offset) = retry {
+            diag!(
+                Info,
+                Step::Connect,
+                "the service refused the signature's time (HTTP 403); clock corrected to {offset:+} s \
+                 from the device clock, retrying"
+            );
+        }
         match retry {
             Some(offset) => open().map_err(|r| {
                 r.error.in_step(&format!(
@@ -282,6 +324,12 @@ impl Link {
             }),
             None => Err(rejection.error.in_step("connect")),
         }
+    }
+
+    /// `host[:port]/path` of the current endpoint, for lines.
+    fn endpoint_for_log(&self) -> String {
+        let e = self.endpoint.lock().unwrap_or_else(|p| p.into_inner());
+        format!("{}{}", e.host_header, e.path)
     }
 
     /// Asks the control plane for the endpoints again and uses the WSS one from now on.
@@ -300,7 +348,10 @@ fn spawn(link: &Arc<Link>, shared: &Arc<Shared>, ws: WebSocket<Stream>) -> Resul
     std::thread::Builder::new()
         .name("kvs-viewer-io".into())
         .stack_size(IO_THREAD_STACK)
-        .spawn(move || supervise(&link, &shared, conn))
+        .spawn(move || {
+            let _log = diag::viewer_scope(&link.label);
+            supervise(&link, &shared, conn)
+        })
         .map_err(|e| Error::new(ErrorKind::Internal, format!("connection setup: {e}")))
 }
 
@@ -314,6 +365,7 @@ fn connection(link: &Arc<Link>, shared: &Arc<Shared>, ws: WebSocket<Stream>) -> 
             conn.renew_at(Instant::now() + left.unsigned_abs());
         }
     }
+    shared.lock().connected_at = Some((Instant::now(), SystemTime::now()));
     let refresher = link.clone();
     conn.on_reconnect_ice_server(Box::new(move || {
         // On its own short-lived thread: the I/O thread never waits for the control plane.
@@ -336,6 +388,7 @@ fn supervise(link: &Arc<Link>, shared: &Arc<Shared>, mut conn: Connection) {
         let end = conn.serve();
         // Whether `reconnect` asked for the next connection and waits for it.
         let mut manual = false;
+        let mut cause = DisconnectCause::App;
         let next = match end {
             End::GoAway | End::Renew => {
                 match link.open(&Deadline::after(link.config.connect_timeout)) {
@@ -344,9 +397,21 @@ fn supervise(link: &Arc<Link>, shared: &Arc<Shared>, mut conn: Connection) {
                     Ok(ws) => {
                         conn.drain_and_close();
                         let why = match end {
-                            End::Renew => "credentials due for a refresh",
-                            _ => "GO_AWAY",
+                            End::Renew => {
+                                cause = DisconnectCause::CredentialsRefresh;
+                                "credentials due for a refresh"
+                            }
+                            _ => {
+                                cause = DisconnectCause::GoAway;
+                                "GO_AWAY"
+                            }
                         };
+                        record_disconnect(shared, cause, None, ErrorKind::Closed);
+                        diag!(
+                            Info,
+                            Step::Reconnect,
+                            "{why}: new connection open, old one drained"
+                        );
                         disconnected(shared, why.into());
                         requeue(shared, conn.take_held());
                         Ok(ws)
@@ -366,6 +431,8 @@ fn supervise(link: &Arc<Link>, shared: &Arc<Shared>, mut conn: Connection) {
                 error,
             } => {
                 let held = conn.take_held();
+                record_disconnect(shared, DisconnectCause::App, None, ErrorKind::Closed);
+                diag!(Debug, Step::Close, "connection closed");
                 let reason = error.map_or(EndReason::ClosedByApp, EndReason::Failed);
                 return finish(shared, reason, held);
             }
@@ -373,6 +440,13 @@ fn supervise(link: &Arc<Link>, shared: &Arc<Shared>, mut conn: Connection) {
                 stop: Stop::Reconnect,
                 ..
             } => {
+                record_disconnect(shared, DisconnectCause::App, None, ErrorKind::Closed);
+                diag!(
+                    Info,
+                    Step::Reconnect,
+                    "reconnecting (cause: {})",
+                    cause.name()
+                );
                 disconnected(shared, "reconnect requested by the application".into());
                 requeue(shared, conn.take_held());
                 shared.lock().stop = None;
@@ -391,11 +465,20 @@ fn supervise(link: &Arc<Link>, shared: &Arc<Shared>, mut conn: Connection) {
                 }
             }
             End::Lost(e) => {
+                cause = conn.cause_of(&e);
+                record_disconnect(shared, cause, conn.server_close_code(), e.kind);
+                diag!(Warn, Step::Recv, "connection ended ({}): {e}", cause.name());
                 requeue(shared, conn.take_held());
                 if !link.config.auto_reconnect || e.kind == ErrorKind::Internal {
                     return finish(shared, EndReason::Failed(e), Vec::new());
                 }
                 disconnected(shared, e.to_string());
+                diag!(
+                    Info,
+                    Step::Reconnect,
+                    "reconnecting (cause: {})",
+                    cause.name()
+                );
                 reconnect_with_backoff(link, shared, e)
             }
         };
@@ -408,6 +491,14 @@ fn supervise(link: &Arc<Link>, shared: &Arc<Shared>, mut conn: Connection) {
             Err(e) => return finish(shared, EndReason::Failed(e), Vec::new()),
         };
         reconnected(shared, !manual);
+        shared.lock().stats.reconnects_by_cause.add(cause);
+        diag!(
+            Info,
+            Step::Reconnect,
+            "reconnected to wss://{} (cause: {})",
+            link.endpoint_for_log(),
+            cause.name()
+        );
     }
 }
 
@@ -446,6 +537,7 @@ fn reconnect_with_backoff(
         match link.open(&deadline) {
             Ok(ws) => return Ok(ws),
             Err(e) => {
+                diag!(Warn, Step::Reconnect, "attempt {attempts} failed: {e}");
                 if matches!(
                     e.kind,
                     ErrorKind::ResourceNotFound | ErrorKind::Network | ErrorKind::Timeout
@@ -472,6 +564,22 @@ fn requeue(shared: &Shared, held: Vec<Outgoing>) {
 
 fn disconnected(shared: &Shared, reason: String) {
     shared.lock().stats.last_disconnect_reason = Some(reason);
+}
+
+/// How the connection ended, for `Stats::last_disconnect`; it is not connected any more.
+fn record_disconnect(
+    shared: &Shared,
+    cause: DisconnectCause,
+    close_code: Option<u16>,
+    kind: ErrorKind,
+) {
+    let mut state = shared.lock();
+    state.connected_at = None;
+    state.stats.last_disconnect = Some(Disconnect {
+        cause,
+        close_code,
+        kind,
+    });
 }
 
 /// A new connection serves: counted, and (when automatic) announced in arrival order.
@@ -504,6 +612,7 @@ fn finish(shared: &Shared, reason: EndReason, held: Vec<Outgoing>) {
         state.reconnect_result = Some(Err(error.clone()));
     }
     state.ended = Some(reason);
+    state.connected_at = None;
     drop(state);
     shared.arrived.notify_all();
 }
@@ -520,7 +629,37 @@ impl Viewer {
     /// whose `Date` shows the local clock is off, it corrects the viewer's clock and retries
     /// once (the official C SDK never corrects the WSS URL).
     pub fn connect(config: &ViewerConfig) -> Result<Viewer> {
+        let label: Arc<str> = Arc::from(config.client_id.as_str());
+        let _log = diag::viewer_scope(&label);
+        let started = Instant::now();
+        let connected = Viewer::open(config, label);
+        let ms = started.elapsed().as_millis();
+        match &connected {
+            Ok(v) => diag!(
+                Info,
+                Step::Connect,
+                "connected to wss://{} in {ms} ms",
+                v.link.endpoint_for_log()
+            ),
+            Err(e) => diag!(Error, Step::Connect, "failed after {ms} ms: {e}"),
+        }
+        connected
+    }
+
+    fn open(config: &ViewerConfig, label: Arc<str>) -> Result<Viewer> {
         let given_endpoint = config.validate()?;
+        diag!(
+            Debug,
+            Step::Credentials,
+            "signing as access key id {} ({}), region {}",
+            diag::key_id_for_log(&config.credentials.access_key_id),
+            if config.credentials.session_token().is_some() {
+                "with a session token"
+            } else {
+                "no session token"
+            },
+            config.region
+        );
         let connector = transport::connector_for(config.ca_file.as_deref())?;
         // The bound covers the network, not loading the trust store (once per process).
         let deadline = Deadline::after(config.connect_timeout);
@@ -552,6 +691,7 @@ impl Viewer {
             discovered,
             clock,
             channel,
+            label,
         });
         let ws = link.open(&deadline)?;
         let shared = Shared::new()?;
@@ -575,6 +715,7 @@ impl Viewer {
     /// off between attempts (the official SDKs wait 100 ms·2ⁿ, capped at 10 s, with full
     /// jitter).
     pub fn reconnect(&self) -> Result<()> {
+        let _log = diag::viewer_scope(&self.link.label);
         let mut thread = self.io_thread.lock().unwrap_or_else(|p| p.into_inner());
         {
             let mut state = self.shared.lock();
@@ -606,6 +747,20 @@ impl Viewer {
         *thread = Some(spawn(&self.link, &self.shared, ws)?);
         let mut state = self.shared.lock();
         state.stats.reconnects += 1;
+        let cause = state
+            .stats
+            .last_disconnect
+            .as_ref()
+            .map_or(DisconnectCause::App, |d| d.cause);
+        state.stats.reconnects_by_cause.add(cause);
+        drop(state);
+        diag!(
+            Info,
+            Step::Reconnect,
+            "reconnected to wss://{} (cause: {})",
+            self.link.endpoint_for_log(),
+            cause.name()
+        );
         Ok(())
     }
 
@@ -661,7 +816,12 @@ impl Viewer {
             }
             let id = state.next_id;
             state.next_id += 1;
-            state.outbound.push_back(Outgoing { id, frame, done });
+            state.outbound.push_back(Outgoing {
+                id,
+                frame,
+                message_type,
+                done,
+            });
             id
         };
         self.shared.wake();
@@ -745,8 +905,17 @@ impl Viewer {
 
     /// Counters of the current connection and the ones before it.
     pub fn stats(&self) -> Stats {
-        let mut stats = self.shared.lock().stats.clone();
+        let mut stats = {
+            let state = self.shared.lock();
+            let mut stats = state.stats.clone();
+            if let Some((at, wall)) = state.connected_at {
+                stats.connected_since = Some(wall);
+                stats.connected_for = Some(at.elapsed());
+            }
+            stats
+        };
         stats.clock_offset_s = self.link.clock.offset_s();
+        stats.ice_refreshes = self.link.channel.ice_refreshes();
         stats
     }
 
@@ -774,7 +943,21 @@ impl Viewer {
     /// Sends a close frame (so the service frees the viewer slot at once), waits for the
     /// server's reply within the connect timeout, and stops the I/O thread.
     pub fn close(self) -> Result<()> {
-        self.stop_and_join()
+        let label = self.link.label.clone();
+        let _log = diag::viewer_scope(&label);
+        let closed = self.stop_and_join();
+        let stats = self.shared.lock().stats.clone();
+        let (sent, received) = (stats.sent.total(), stats.received.total());
+        match &closed {
+            Ok(()) => diag!(
+                Info,
+                Step::Close,
+                "closed ({sent} messages sent, {received} received, {} reconnects)",
+                stats.reconnects
+            ),
+            Err(e) => diag!(Warn, Step::Close, "closed without the server's answer: {e}"),
+        }
+        closed
     }
 
     fn stop_and_join(&self) -> Result<()> {
@@ -814,6 +997,7 @@ impl Viewer {
     /// None of the control-plane calls touch the connection thread: they may run while another
     /// thread is blocked in `recv` or `send`. Each is bounded by `connect_timeout`.
     pub fn endpoints(&self) -> Result<Endpoints> {
+        let _log = diag::viewer_scope(&self.link.label);
         self.link.channel.endpoints(&self.control_deadline())
     }
 
@@ -822,6 +1006,7 @@ impl Viewer {
     /// within 30 s of the smallest TTL, so the credentials returned are always usable.
     /// Concurrent callers wait for one fetch.
     pub fn ice_servers(&self) -> Result<Vec<IceServer>> {
+        let _log = diag::viewer_scope(&self.link.label);
         self.link
             .channel
             .ice_servers(false, &self.control_deadline())
@@ -829,6 +1014,7 @@ impl Viewer {
 
     /// Fetches the TURN servers now (e.g. on `RECONNECT_ICE_SERVER`) and returns the new list.
     pub fn refresh_ice_servers(&self) -> Result<Vec<IceServer>> {
+        let _log = diag::viewer_scope(&self.link.label);
         self.link
             .channel
             .ice_servers(true, &self.control_deadline())

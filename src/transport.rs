@@ -16,6 +16,7 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{WebSocket, client::IntoClientRequest};
 
 use crate::deadline::Deadline;
+use crate::diag::{self, Step, diag};
 use crate::error::{Error, ErrorKind, Result};
 use crate::validate::Endpoint;
 
@@ -210,8 +211,17 @@ pub(crate) fn tcp_connect(host: &str, port: u16, deadline: &Deadline) -> Result<
     let mut last = None;
     for addr in &addrs {
         let left = deadline.remaining("TCP connect")?;
+        let started = std::time::Instant::now();
         match TcpStream::connect_timeout(addr, left) {
-            Ok(s) => return Ok(s),
+            Ok(s) => {
+                diag!(
+                    Debug,
+                    Step::Connect,
+                    "TCP to {addr} in {} ms",
+                    started.elapsed().as_millis()
+                );
+                return Ok(s);
+            }
             Err(e) => last = Some((addr, e)),
         }
     }
@@ -240,8 +250,17 @@ pub(crate) fn connect_tls(
         tcp,
         deadline: Some(*deadline),
     };
+    let started = std::time::Instant::now();
     match connector.connect(host, socket) {
-        Ok(s) => Ok(s),
+        Ok(s) => {
+            diag!(
+                Debug,
+                Step::Tls,
+                "handshake with {host} in {} ms",
+                started.elapsed().as_millis()
+            );
+            Ok(s)
+        }
         Err(TlsHandshakeError::WouldBlock(_)) => Err(deadline.timeout("TLS handshake")),
         Err(TlsHandshakeError::Failure(e)) => Err(Error::new(
             ErrorKind::Tls,
@@ -279,14 +298,38 @@ pub(crate) fn open(
     config.write_buffer_size = 0; // frames go to the socket as they are written
     config.max_message_size = Some(MAX_MESSAGE_SIZE);
     config.max_frame_size = Some(MAX_MESSAGE_SIZE);
-    match tungstenite::client::client_with_config(request, tls, Some(config)) {
-        Ok((mut ws, _response)) => {
+    let started = std::time::Instant::now();
+    let upgraded = match tungstenite::client::client_with_config(request, tls, Some(config)) {
+        Ok((mut ws, response)) => {
             ws.get_mut().get_mut().set_deadline(None);
+            diag!(
+                Debug,
+                Step::Upgrade,
+                "HTTP {} in {} ms",
+                response.status().as_u16(),
+                started.elapsed().as_millis()
+            );
+            diag!(
+                Trace,
+                Step::Upgrade,
+                "HTTP {} {}",
+                response.status().as_u16(),
+                diag::headers_for_log(
+                    response
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or("<binary>")))
+                )
+            );
             Ok(ws)
         }
         Err(HandshakeError::Interrupted(_)) => Err(plain(deadline.timeout("WebSocket upgrade"))),
         Err(HandshakeError::Failure(e)) => Err(upgrade_failure(e, deadline)),
+    };
+    if let Err(r) = &upgraded {
+        diag!(Debug, Step::Upgrade, "refused: {}", r.error);
     }
+    upgraded
 }
 
 fn upgrade_failure(e: tungstenite::Error, deadline: &Deadline) -> Rejection {

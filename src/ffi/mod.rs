@@ -7,7 +7,9 @@ mod credentials;
 mod handle;
 mod ice;
 mod ice_format;
+mod log;
 mod payload;
+mod stats;
 mod status;
 mod types;
 mod versioned;
@@ -23,6 +25,8 @@ use crate::session::Viewer;
 pub use credentials::*;
 pub use handle::KvsViewer;
 pub use ice::*;
+pub use log::*;
+pub use stats::*;
 pub use status::*;
 pub use types::*;
 
@@ -259,6 +263,7 @@ pub unsafe extern "C" fn kvs_viewer_connect(
     if out_viewer.is_null() {
         return null_pointer("out_viewer");
     }
+    crate::diag::use_default_sink_once();
     guard(|| {
         // SAFETY: non-NULL, and the caller guarantees `struct_size` readable bytes.
         let rust_config = unsafe { types::read_config(config) }.map_err(fail)?;

@@ -523,7 +523,7 @@ pub(crate) fn message_type_from_c(t: i32) -> MessageType {
     }
 }
 
-fn message_type_to_c(t: MessageType) -> KvsMessageType {
+pub(crate) fn message_type_to_c(t: MessageType) -> KvsMessageType {
     match t {
         MessageType::Unknown => KVS_MSG_UNKNOWN,
         MessageType::SdpOffer => KVS_MSG_SDP_OFFER,

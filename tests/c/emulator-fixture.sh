@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ctest fixture: starts / stops the host signaling emulator for the live C tests.
-#   emulator-fixture.sh start EMULATOR_BINARY DIR   -> DIR/emulator.env, DIR/emulator.pid
+#   emulator-fixture.sh start EMULATOR_BINARY DIR [EXTRA FLAGS...] -> DIR/emulator.env, DIR/emulator.pid
 #   emulator-fixture.sh stop  EMULATOR_BINARY DIR
 # The emulator bounds its own life (--max-seconds), so a crashed ctest leaves nothing behind
 # for long. --max-viewers 3 keeps the client-limit test cheap; --iot runs the IoT credentials
@@ -12,6 +12,7 @@ set -euo pipefail
 cmd="${1:?start|stop}"
 bin="${2:?emulator binary}"
 dir="${3:?fixture dir}"
+shift 3
 mkdir -p "$dir"
 
 case "$cmd" in
@@ -22,7 +23,7 @@ case "$cmd" in
     fi
     KVS_EMULATOR_MAX_SECONDS="${KVS_EMULATOR_MAX_SECONDS:-1200}" \
       kvs_start_emulator "$bin" "$dir/emulator.env" "$dir/emulator.log" \
-      --max-viewers 3 --iot --state-dir "$dir/state"
+      --max-viewers 3 --iot --state-dir "$dir/state" "$@"
     echo "$KVS_EMU_PID" >"$dir/emulator.pid"
     echo "emulator pid $KVS_EMU_PID ready: $dir/emulator.env"
     ;;
