@@ -213,6 +213,21 @@ pub(crate) fn with_handle(
     guard(|| f(handle))
 }
 
+/// Sends as `kvs_viewer_send` does: waits (up to the send timeout) for a reconnect in
+/// progress and goes out on the new connection.
+pub(crate) fn send_frame(
+    h: &KvsViewer,
+    message_type: crate::MessageType,
+    bytes: &[u8],
+    correlation_id: Option<&str>,
+) -> Result<(), KvsStatus> {
+    let deadline = Instant::now() + h.send_timeout;
+    h.call_across_reconnects(Some(deadline), |v, _| {
+        v.send(message_type, bytes, correlation_id)
+    })
+    .map_err(fail)
+}
+
 /// Runs `f` on the core viewer of a live handle (waiting while a reconnect runs).
 pub(crate) fn with_viewer(
     viewer: *const KvsViewer,
@@ -309,11 +324,7 @@ pub unsafe extern "C" fn kvs_viewer_send(
         // SAFETY: NULL or NUL-terminated, per the contract.
         let correlation_id =
             unsafe { types::optional_str(correlation_id, "correlation_id") }.map_err(fail)?;
-        let deadline = Instant::now() + h.send_timeout;
-        h.call_across_reconnects(Some(deadline), |v, _| {
-            v.send(message_type, bytes, correlation_id)
-        })
-        .map_err(fail)
+        send_frame(h, message_type, bytes, correlation_id)
     })
 }
 
