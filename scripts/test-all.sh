@@ -6,7 +6,7 @@
 #
 # Installs what is missing (apt-get update once, then cmake pkg-config libssl-dev valgrind
 # gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ..., GStreamer for the media stage,
-# rustup targets, botocore), then runs
+# rustup targets, botocore, the JS SDK for the emulator's fidelity test), then runs
 # the stages below, printing each one's duration, and ends with "N passed, N failed".
 # Stages: fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 cross-vendored
 # readme demo media sanitize (cross-aarch64 and cross-armv7 build against sysroots that scripts/sysroot.sh assembles from
@@ -91,6 +91,13 @@ stage_setup() {
     python3 -m pip install --quiet botocore ||
       python3 -m pip install --quiet --break-system-packages botocore ||
       kvs_apt_ensure python3-botocore
+  fi
+  # The official JS SDK for the emulator's fidelity test, pinned by its package-lock.json, into
+  # emulator/tests/js/node_modules (project-local; optional react-native deps left out).
+  command -v npm >/dev/null 2>&1 || kvs_apt_ensure nodejs npm
+  if ! (cd emulator/tests/js && npm ls --omit=optional >/dev/null 2>&1); then
+    kvs_log "npm ci (emulator/tests/js)"
+    (cd emulator/tests/js && npm ci --omit=optional --no-audit --no-fund --loglevel=error)
   fi
   if want sanitize; then
     rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
@@ -306,7 +313,7 @@ stage_demo() { bash scripts/demo.sh; }
 # network namespace.
 media_pkgs=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
             gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-            gstreamer1.0-nice libjson-glib-dev python3 python3-gi gir1.2-gstreamer-1.0
+            gstreamer1.0-nice python3 python3-gi gir1.2-gstreamer-1.0
             gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 python3-websockets
             python3-botocore iproute2 util-linux)
 
@@ -323,8 +330,8 @@ stage_media() {
     "-DCMAKE_PREFIX_PATH=$dir/prefix" -DKVS_EXAMPLES_WERROR=ON >/dev/null
   cmake --build "$dir/gst-viewer" >/dev/null
   timeout 600 bash tests/media/run.sh "$dir/gst-viewer/gst-viewer" "$emulator" "$dir/run"
-  # The reconnect paths again with AddressSanitizer + UBSan on the example (its receive thread,
-  # locks and hand-over to the main loop); GStreamer's own allocations are not leak-checked.
+  # The reconnect paths again with AddressSanitizer + UBSan on the example (its receive thread
+  # and hand-over to the main loop); GStreamer's own allocations are not leak-checked.
   cmake -S examples-c/gst-viewer -B "$dir/gst-viewer-asan" -DCMAKE_BUILD_TYPE=Debug \
     "-DCMAKE_PREFIX_PATH=$dir/prefix" -DKVS_EXAMPLES_WERROR=ON \
     "-DCMAKE_C_FLAGS=-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \

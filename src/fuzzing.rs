@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use crate::config::ViewerConfig;
 use crate::envelope::{self, MessageType};
+use crate::ice_uri::{self, IceUriStyle};
 use crate::sigv4::{self, Credentials, HeaderSignRequest, PresignRequest};
 use crate::{control_plane, ice, payload, transport, validate};
 
@@ -102,6 +103,17 @@ pub fn ice_server_config(data: &[u8]) {
         assert!(!s.password().is_empty());
         assert!(u64::from(s.ttl_s) > ice::REFRESH_GRACE.as_secs());
         assert!(u64::from(s.ttl_s) <= ice::MAX_TTL_S);
+        // Every kept URI formats for both stack styles; GStreamer's user info keeps exactly
+        // one raw ':' (between the encoded user and password) before the '@'.
+        for j in 0..s.uris.len() {
+            let _ = ice_uri::format(s, j, IceUriStyle::WebRtc);
+            if let Ok(Some(u)) = ice_uri::format(s, j, IceUriStyle::GStreamer) {
+                if let Some(rest) = u.strip_prefix("turn://").or(u.strip_prefix("turns://")) {
+                    let (userinfo, _) = rest.split_once('@').expect("turn URIs carry user info");
+                    assert_eq!(userinfo.matches(':').count(), 1, "{userinfo:?}");
+                }
+            }
+        }
     }
 }
 

@@ -659,6 +659,11 @@ fn handle_tls_conn(
             }
         };
         let (head, raw) = head;
+        if shared.server_down() {
+            // ServerDown: a kept-alive connection dies with the server (RST, no answer).
+            crate::signaling::set_linger_zero(&raw_tcp);
+            return Ok(());
+        }
         if head.is_websocket() {
             let mut prefix = raw;
             prefix.extend_from_slice(&buf);

@@ -93,7 +93,7 @@ fn wait_ms(shared: &Shared, ms: u64) {
 }
 
 /// SO_LINGER 0 so that closing the socket sends a TCP RST.
-fn set_linger_zero(s: &TcpStream) {
+pub(crate) fn set_linger_zero(s: &TcpStream) {
     use std::os::fd::AsRawFd;
     let l = libc::linger {
         l_onoff: 1,

@@ -280,3 +280,24 @@ fn faults_from_the_command_line_at_start_and_later() {
     assert_eq!(bad.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn readme_documents_every_flag_of_help() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let flags: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.strip_prefix("    --"))
+        .map(|l| l.split([' ', '=']).next().unwrap())
+        .collect();
+    assert!(flags.len() > 40, "{flags:?}");
+    for f in flags {
+        let flag = format!("--{f}");
+        let documented = readme.match_indices(&flag).any(|(i, _)| {
+            !readme[i + flag.len()..].starts_with(|c: char| c.is_ascii_lowercase() || c == '-')
+        });
+        assert!(documented, "emulator/README.md does not mention {flag}");
+    }
+}

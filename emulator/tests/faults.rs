@@ -138,6 +138,8 @@ fn server_down_refuses_connections_then_comes_back_on_the_same_port() {
     let env = emu.env().clone();
     let port = port_of(&env.wss_endpoint);
     let mut v = viewer(&emu, "down-v");
+    // A kept-alive control-plane connection opened before the downtime.
+    let mut kept = tls_connect(&env);
     let t = Instant::now();
     emu.inject(Fault::ServerDown { ms: 1500 }).unwrap();
     assert_eq!(
@@ -147,6 +149,24 @@ fn server_down_refuses_connections_then_comes_back_on_the_same_port() {
     );
     emu.wait_for_record(|r| matches!(r.event, Event::ServerDown { .. }), WAIT)
         .expect("server_down event");
+    // The kept-alive connection gets no answer: it is reset.
+    {
+        use std::io::{Read, Write};
+        let req = signed_request(
+            &env,
+            &env.control_plane_url,
+            "/describeSignalingChannel",
+            &serde_json::json!({ "ChannelName": env.channel_name }).to_string(),
+            &PostOpts::default(),
+            false,
+        );
+        let _ = kept.write_all(req.as_bytes());
+        let mut buf = [0u8; 64];
+        assert!(
+            !matches!(kept.read(&mut buf), Ok(n) if n > 0),
+            "no answer while the server is down"
+        );
+    }
     let refused = TcpStream::connect(("127.0.0.1", port)).unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
     assert!(admin(&env, "GET", "/v1/state", "").json()["server_down"] == true);

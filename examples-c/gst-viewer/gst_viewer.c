@@ -22,9 +22,9 @@
  *  4. SDP_ANSWER -> set-remote-description; ICE_CANDIDATE -> add-ice-candidate, but hold the
  *     candidates that arrive before the answer is applied (the service may reorder them).
  *
- * Threads: GStreamer calls 2 and 3 on its own threads (kvs_viewer_send is safe from any
- * thread); received messages (4) are handled in the GLib main loop. See glue.h for the
- * receive thread that stands in for kvs-viewer 0.2's pollable handle.
+ * Threads: GStreamer calls 2 and 3 on its own threads (kvs_viewer_send_* are safe from any
+ * thread); received messages (4) are handled in the GLib main loop, one at a time. See
+ * recv_thread.h for how they get there.
  */
 #define GST_USE_UNSTABLE_API /* webrtcbin's headers ask for it */
 #include <gst/gst.h>
@@ -35,7 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "glue.h"
+#include "recv_thread.h"
 
 #define VIDEO_CAPS "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000"
 #define DECODE_CHAIN "rtpvp8depay ! vp8dec ! fakesink name=sink sync=false signal-handoffs=true"
@@ -43,7 +43,8 @@
 typedef struct {
   GMainLoop *loop;
   GstElement *pipeline, *webrtc;
-  GlueSignaling *signaling;
+  KvsViewer *viewer;
+  RecvThread *recv;
   gint64 start_us;
   int frames_wanted;
   gint frames;      /* atomic: written by the streaming thread */
@@ -53,6 +54,7 @@ typedef struct {
   /* main-loop only: */
   gboolean remote_set;
   GPtrArray *held;  /* candidate payloads that arrived before the answer was applied */
+  char sdp_buf[KVS_MAX_PAYLOAD_LEN + 1]; /* a payload's SDP or candidate is never longer */
 } App;
 
 static const char *env(const char *name) {
@@ -78,21 +80,24 @@ static KvsStatus apply_ice_servers(KvsViewer *viewer, GstElement *webrtc) {
     kvs_ice_server_init(&server);
     if ((rc = kvs_viewer_ice_server_get(viewer, i, &server)) != KVS_OK) return rc;
     for (uint32_t j = 0; j < server.uri_count; j++) {
-      char *uri = glue_gst_ice_uri(&server, j); /* holds the TURN password: not printed */
-      const char *what = "skipped (no webrtcbin equivalent)";
+      char uri[1024]; /* stun://… or turn(s)://user:pass@…: holds the password, not printed */
+      size_t len = 0;
+      rc = kvs_viewer_ice_server_uri(viewer, i, j, KVS_ICE_URI_GSTREAMER, uri, sizeof uri, &len);
+      if (rc != KVS_OK) return rc;
+      const char *what = "skipped (no webrtcbin equivalent)"; /* len 0 */
       gboolean added = FALSE;
-      if (uri && g_str_has_prefix(uri, "stun://")) {
-        if (!have_stun) { /* webrtcbin takes one STUN server */
+      if (len && g_str_has_prefix(uri, "stun://")) {
+        what = "skipped (webrtcbin takes one STUN server)";
+        if (!have_stun) {
           g_object_set(webrtc, "stun-server", uri, NULL);
           have_stun = TRUE;
           what = "stun-server";
         }
-      } else if (uri) {
+      } else if (len) {
         g_signal_emit_by_name(webrtc, "add-turn-server", uri, &added);
         what = added ? "add-turn-server" : "refused by webrtcbin";
       }
       printf("ice %s -> %s\n", server.uris[j], what);
-      g_free(uri);
     }
   }
   return KVS_OK;
@@ -118,7 +123,7 @@ static void on_offer_created(GstPromise *promise, gpointer data) {
         gst_sdp_message_get_media(offer->sdp, i), "mid"));
 
   char *sdp = gst_sdp_message_as_text(offer->sdp);
-  KvsStatus rc = glue_send_offer(app->signaling, sdp);
+  KvsStatus rc = kvs_viewer_send_offer(app->viewer, sdp);
   printf("send SDP_OFFER (%zu bytes): %s\n", strlen(sdp), kvs_error_name(rc));
   g_free(sdp);
   /* Only now: gathering starts here, and every candidate follows the offer. */
@@ -138,27 +143,28 @@ static void on_ice_candidate(GstElement *webrtc, guint mline, gchar *candidate, 
   App *app = data;
   if (!candidate || !*candidate) return; /* end of candidates */
   const char *mid = mline < app->n_mids ? app->mids[mline] : NULL;
-  KvsStatus rc = glue_send_candidate(app->signaling, candidate, mid, (int)mline);
+  KvsStatus rc = kvs_viewer_send_candidate(app->viewer, candidate, mid, (int32_t)mline);
   printf("send ICE_CANDIDATE mid=%s: %s\n", mid ? mid : "-", kvs_error_name(rc));
 }
 
 /* ---- remote side: answer and candidates (main loop) ---- */
 
 static void add_remote_candidate(App *app, const char *payload) {
-  char *cand = NULL, *mid = NULL;
-  int mline = -1;
-  if (!glue_candidate_parse(payload, &cand, &mid, &mline)) {
-    printf("recv ICE_CANDIDATE: not a candidate, ignored\n");
+  char mid[KVS_ID_BUF_LEN];
+  size_t cand_len = 0, mid_len = 0;
+  int32_t mline = -1;
+  KvsStatus rc = kvs_payload_candidate_parse(payload, 0, app->sdp_buf, sizeof app->sdp_buf,
+                                             &cand_len, mid, sizeof mid, &mid_len, &mline);
+  if (rc != KVS_OK) {
+    printf("recv ICE_CANDIDATE: %s, ignored\n", kvs_error_name(rc));
     return;
   }
-  for (guint i = 0; mline < 0 && mid && i < app->n_mids; i++) /* only sdpMid: map it */
-    if (g_strcmp0(app->mids[i], mid) == 0) mline = (int)i;
+  for (guint i = 0; mline < 0 && mid_len && i < app->n_mids; i++) /* only sdpMid: map it */
+    if (g_strcmp0(app->mids[i], mid) == 0) mline = (int32_t)i;
   if (mline >= 0)
-    g_signal_emit_by_name(app->webrtc, "add-ice-candidate", (guint)mline, cand);
+    g_signal_emit_by_name(app->webrtc, "add-ice-candidate", (guint)mline, app->sdp_buf);
   else
     printf("recv ICE_CANDIDATE without a known sdpMid/sdpMLineIndex, ignored\n");
-  g_free(cand);
-  g_free(mid);
 }
 
 static gboolean on_remote_set_main(gpointer data) {
@@ -175,18 +181,18 @@ static void on_remote_set(GstPromise *promise, gpointer data) { /* a GStreamer t
   g_idle_add(on_remote_set_main, data);
 }
 
-static void on_signaling_message(int32_t type, const char *payload, void *data) {
+static void on_signaling_message(int32_t type, const char *payload, size_t len, void *data) {
   App *app = data;
   if (type == KVS_MSG_SDP_ANSWER) {
-    char *sdp_text = glue_answer_sdp(payload);
+    size_t sdp_len = 0;
     GstSDPMessage *sdp = NULL;
-    if (!sdp_text || gst_sdp_message_new_from_text(sdp_text, &sdp) != GST_SDP_OK) {
-      printf("recv SDP_ANSWER: unusable payload, ignored\n");
-      g_free(sdp_text);
+    KvsStatus rc = kvs_payload_answer_sdp(payload, len, app->sdp_buf, sizeof app->sdp_buf,
+                                          &sdp_len);
+    if (rc != KVS_OK || gst_sdp_message_new_from_text(app->sdp_buf, &sdp) != GST_SDP_OK) {
+      printf("recv SDP_ANSWER: unusable payload (%s), ignored\n", kvs_error_name(rc));
       return;
     }
-    printf("recv SDP_ANSWER (%zu bytes)\n", strlen(sdp_text));
-    g_free(sdp_text);
+    printf("recv SDP_ANSWER (%zu bytes)\n", sdp_len);
     GstWebRTCSessionDescription *answer =
         gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_ANSWER, sdp);
     GstPromise *promise = gst_promise_new_with_change_func(on_remote_set, app, NULL);
@@ -312,6 +318,7 @@ int main(int argc, char **argv) {
   GThread *warm = g_thread_new("dtls-warm", warm_dtls_certificate, NULL);
   KvsViewer *viewer = NULL;
   KvsStatus rc = kvs_viewer_connect(&cfg, &viewer);
+  app.viewer = viewer;
   int connect_ms = (int)((g_get_monotonic_time() - app.start_us) / 1000);
   g_thread_join(warm);
   if (rc != KVS_OK) {
@@ -353,13 +360,13 @@ int main(int argc, char **argv) {
   gst_bus_add_watch(bus, on_bus, &app);
   gst_object_unref(bus);
 
-  app.signaling = glue_signaling_start(viewer, on_signaling_message, &app);
+  app.recv = recv_thread_start(viewer, on_signaling_message, &app);
   g_timeout_add_seconds((guint)timeout_s, on_timeout, &app);
   gst_element_set_state(app.pipeline, GST_STATE_PLAYING);
   g_main_loop_run(app.loop);
 
   gst_element_set_state(app.pipeline, GST_STATE_NULL);
-  glue_signaling_stop(app.signaling);
+  recv_thread_stop(app.recv);
   kvs_viewer_close(viewer);
   printf("done frames=%d exit=%d\n", g_atomic_int_get(&app.frames), app.exit_code);
   gst_object_unref(app.pipeline);
