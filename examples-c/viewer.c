@@ -3,8 +3,13 @@
  * and one ICE candidate, and print what the master sends back.
  *
  * Environment:
- *   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   credentials (required)
+ *   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   credentials (required, unless the KVS_IOT_*
+ *                                              variables below are set)
  *   AWS_SESSION_TOKEN                          temporary credentials' token (optional)
+ *   KVS_IOT_CREDENTIALS_ENDPOINT, KVS_IOT_ROLE_ALIAS, KVS_IOT_THING_NAME, KVS_IOT_CERT_FILE,
+ *   KVS_IOT_KEY_FILE, optional KVS_IOT_CA_FILE  without AWS_ACCESS_KEY_ID: temporary
+ *                                              credentials from the AWS IoT credentials
+ *                                              provider, with the device certificate
  *   AWS_REGION (or AWS_DEFAULT_REGION)         e.g. us-west-2 (required)
  *   KVS_CHANNEL_ARN                            the signaling channel (or KVS_CHANNEL_NAME)
  *   KVS_CHANNEL_NAME                           channel name, looked up when there is no ARN
@@ -183,9 +188,17 @@ int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
 
   /* ---- configuration from the environment ---- */
-  static const char *const required[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                         "KVS_CLIENT_ID"};
-  for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
+  /* Without IAM keys, a device trades its certificate at the AWS IoT credentials provider. */
+  int use_iot = !env("AWS_ACCESS_KEY_ID") && env("KVS_IOT_CREDENTIALS_ENDPOINT");
+  static const char *const required_keys[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                              "KVS_CLIENT_ID"};
+  static const char *const required_iot[] = {"KVS_IOT_ROLE_ALIAS", "KVS_IOT_THING_NAME",
+                                             "KVS_IOT_CERT_FILE", "KVS_IOT_KEY_FILE",
+                                             "KVS_CLIENT_ID"};
+  const char *const *required = use_iot ? required_iot : required_keys;
+  size_t n_required = use_iot ? sizeof required_iot / sizeof required_iot[0]
+                              : sizeof required_keys / sizeof required_keys[0];
+  for (size_t i = 0; i < n_required; i++) {
     if (!env(required[i]))
       return fail_local(KVS_ERR_INVALID_ARGUMENT, "environment variable %s is not set",
                         required[i]);
@@ -229,9 +242,18 @@ int main(void) {
   cfg.wss_endpoint = env("KVS_WSS_ENDPOINT");           /* NULL = discover */
   cfg.channel_name = env("KVS_CHANNEL_NAME");           /* used without an ARN */
   cfg.control_plane_url = env("KVS_CONTROL_PLANE_URL"); /* NULL = regional default */
-  cfg.access_key_id = env("AWS_ACCESS_KEY_ID");
-  cfg.secret_access_key = env("AWS_SECRET_ACCESS_KEY");
-  cfg.session_token = env("AWS_SESSION_TOKEN"); /* NULL when unset */
+  if (use_iot) {
+    cfg.iot_credentials_endpoint = env("KVS_IOT_CREDENTIALS_ENDPOINT");
+    cfg.iot_role_alias = env("KVS_IOT_ROLE_ALIAS");
+    cfg.iot_thing_name = env("KVS_IOT_THING_NAME");
+    cfg.iot_cert_file = env("KVS_IOT_CERT_FILE");
+    cfg.iot_key_file = env("KVS_IOT_KEY_FILE");
+    cfg.iot_ca_file = env("KVS_IOT_CA_FILE"); /* NULL = system roots only */
+  } else {
+    cfg.access_key_id = env("AWS_ACCESS_KEY_ID");
+    cfg.secret_access_key = env("AWS_SECRET_ACCESS_KEY");
+    cfg.session_token = env("AWS_SESSION_TOKEN"); /* NULL when unset */
+  }
   cfg.ca_file = env("KVS_CA_FILE");             /* NULL = system roots only */
 
   /* ---- connect, offer, candidate ---- */

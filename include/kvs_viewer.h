@@ -70,6 +70,16 @@
 #define KVS_VIEWER_ABI_VERSION 1
 
 /**
+ * Size of `KvsCredentials::access_key_id` and `secret_access_key`: 128 characters and the NUL.
+ */
+#define KVS_CREDENTIAL_BUF_LEN 129
+
+/**
+ * Size of `KvsCredentials::session_token`: 8192 characters and the NUL.
+ */
+#define KVS_SESSION_TOKEN_BUF_LEN 8193
+
+/**
  * Most ICE servers a viewer reports: the STUN server plus at most 5 TURN servers.
  */
 #define KVS_MAX_ICE_SERVERS 6
@@ -276,6 +286,46 @@ typedef int32_t KvsMessageType;
 typedef struct KvsViewer KvsViewer;
 
 /**
+ * Credentials a `KvsCredentialsCallback` fills in. The library owns it, zeroes it and sets
+ * `struct_size` before each call, and wipes it after copying. Strings are NUL-terminated.
+ *
+ * ABI-versioned by `struct_size`: fields are only ever appended, and a callback built against
+ * an older header fills only the fields it knows.
+ */
+typedef struct KvsCredentials {
+  /**
+   * `sizeof(KvsCredentials)` of the library, set before the call.
+   */
+  uint32_t struct_size;
+  /**
+   * AWS access key id (`AKIA…` or `ASIA…`).
+   */
+  char access_key_id[KVS_CREDENTIAL_BUF_LEN];
+  /**
+   * AWS secret access key. A secret: never log it.
+   */
+  char secret_access_key[KVS_CREDENTIAL_BUF_LEN];
+  /**
+   * Session token of temporary credentials; empty for long-term keys. A secret.
+   */
+  char session_token[KVS_SESSION_TOKEN_BUF_LEN];
+  /**
+   * When the service stops accepting them, Unix seconds; 0 = they do not expire. The
+   * callback is called again ahead of this time.
+   */
+  int64_t expires_at_unix_s;
+} KvsCredentials;
+
+/**
+ * Fills `out` with credentials. Return 0 on success; any other value is a failure, reported
+ * as `KVS_ERR_ACCESS_DENIED` with the value in the detail. Called whenever the library needs
+ * credentials and the last ones are near their expiry (or on the first use), possibly from
+ * the library's own connection thread: it must be thread-safe and must not call back into
+ * the same viewer handle. `user_data` is the config's `credentials_user_data`.
+ */
+typedef int32_t (*KvsCredentialsCallback)(void *user_data, struct KvsCredentials *out);
+
+/**
  * Everything `kvs_viewer_connect` needs. Initialise with `kvs_viewer_config_init`, then set
  * the fields. Strings are borrowed for the duration of the call only.
  *
@@ -343,11 +393,95 @@ typedef struct KvsViewerConfig {
    */
   const char *control_plane_url;
   /**
-   * Keepalive: a WebSocket ping after this much silence, and the connection is reported
-   * lost (`KVS_ERR_CLOSED`) when the ping gets no answer within the same time; 0 = 30000 ms.
+   * Keepalive: a WebSocket ping after this much silence from the server; the peer is
+   * declared dead when it gets no answer within `pong_timeout_ms`; 0 = 10000 ms (0.1: 30000).
    * Shorter keeps NAT mappings of cellular links alive. (Appended in 0.1.)
    */
   uint32_t ping_interval_ms;
+  /**
+   * How long a keepalive ping may go unanswered; 0 = 5000 ms; never more than
+   * `ping_interval_ms`. (Appended in 0.2.)
+   */
+  uint32_t pong_timeout_ms;
+  /**
+   * Bound of `kvs_viewer_send` waiting for the connection (also while it reconnects);
+   * 0 = 5000 ms. (Appended in 0.2.)
+   */
+  uint32_t send_timeout_ms;
+  /**
+   * Largest received payload delivered, in bytes; a larger message is skipped and counted,
+   * never queued; 0 = `KVS_MAX_PAYLOAD_LEN`. (Appended in 0.2.)
+   */
+  uint32_t max_message_len;
+  /**
+   * Nonzero turns automatic reconnect off (0.1 behaviour: every end of the connection is
+   * reported); 0 = reconnect by itself, announced by `KVS_MSG_RECONNECTED`. (Appended in 0.2.)
+   */
+  uint32_t disable_auto_reconnect;
+  /**
+   * Reconnect attempt n waits a random time in [0, min(cap, base * 2^n)); 0 = 100 ms.
+   * (Appended in 0.2.)
+   */
+  uint32_t reconnect_backoff_base_ms;
+  /**
+   * See `reconnect_backoff_base_ms`; 0 = 10000 ms. (Appended in 0.2.)
+   */
+  uint32_t reconnect_backoff_cap_ms;
+  /**
+   * Give up reconnecting after this many failed attempts in a row (`recv` then reports the
+   * last failure); 0 = never. (Appended in 0.2.)
+   */
+  uint32_t reconnect_max_attempts;
+  /**
+   * Give up reconnecting after this long without success; 0 = never. (Appended in 0.2.)
+   */
+  uint32_t reconnect_max_duration_ms;
+  /**
+   * AWS IoT credentials provider, `https://host[:port]`: the account's
+   * `…credentials.iot.<region>.amazonaws.com` (`aws iot describe-endpoint --endpoint-type
+   * iot:CredentialProvider`). With the other `iot_*` fields (all or none), and instead of
+   * `access_key_id`/`secret_access_key`: temporary credentials fetched over mutual TLS
+   * with the device certificate, and fetched again before they expire. (Appended in 0.2.)
+   */
+  const char *iot_credentials_endpoint;
+  /**
+   * The role alias whose role the credentials are for. (Appended in 0.2.)
+   */
+  const char *iot_role_alias;
+  /**
+   * The thing the device certificate is attached to (sent as `x-amzn-iot-thingname`).
+   * (Appended in 0.2.)
+   */
+  const char *iot_thing_name;
+  /**
+   * PEM device certificate. (Appended in 0.2.)
+   */
+  const char *iot_cert_file;
+  /**
+   * PEM private key of the certificate: PKCS#1 (`BEGIN RSA PRIVATE KEY`, what AWS IoT hands
+   * out), PKCS#8 or EC; not encrypted. Never logged. (Appended in 0.2.)
+   */
+  const char *iot_key_file;
+  /**
+   * PEM CA bundle trusted for the credentials provider in addition to the system roots;
+   * NULL = system roots only. (Appended in 0.2.)
+   */
+  const char *iot_ca_file;
+  /**
+   * Instead of fixed keys or `iot_*`: a function filling `KvsCredentials` (a secure element,
+   * a vault), called when credentials are first needed and again when they near their
+   * expiry. NULL = none. (Appended in 0.2.)
+   */
+  KvsCredentialsCallback credentials_callback;
+  /**
+   * Passed to `credentials_callback` as is. (Appended in 0.2.)
+   */
+  void *credentials_user_data;
+  /**
+   * Expiry of the fixed `access_key_id`/`secret_access_key`/`session_token`, Unix seconds;
+   * 0 = they do not expire. Presigned URLs never outlive it. (Appended in 0.2.)
+   */
+  int64_t credentials_expires_at_unix_s;
 } KvsViewerConfig;
 
 /**

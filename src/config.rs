@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::credentials::CredentialProvider;
 use crate::envelope::MAX_PAYLOAD;
 use crate::error::{Error, Result};
 use crate::sigv4::Credentials;
@@ -22,6 +23,10 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(5);
 /// Shortest keepalive interval accepted: the interval is also the bound for the answer.
 pub const MIN_PING_INTERVAL: Duration = Duration::from_millis(100);
+/// First reconnect backoff ceiling (doubling per attempt), as the official SDKs.
+pub const DEFAULT_RECONNECT_BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Largest reconnect backoff ceiling, as the official SDKs.
+pub const DEFAULT_RECONNECT_BACKOFF_CAP: Duration = Duration::from_secs(10);
 /// Bound of a `send` waiting for the connection thread to take the frame.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -62,8 +67,12 @@ pub struct ViewerConfig {
     /// `https://host[:port][/path]`; None = `https://kinesisvideo.<region>.amazonaws.com`
     /// (`.amazonaws.com.cn` in the China regions).
     pub control_plane_url: Option<String>,
-    /// Who signs.
+    /// Who signs (unless `credential_source` is set).
     pub credentials: Credentials,
+    /// Where the credentials come from instead of the fixed `credentials`: the AWS IoT
+    /// credentials provider, a callback, the environment (credentials.rs). Every presign,
+    /// control-plane call and reconnect asks it, so they are refreshed before they expire.
+    pub credential_source: Option<CredentialProvider>,
     /// A PEM bundle trusted in addition to the system roots.
     pub ca_file: Option<PathBuf>,
     /// Bound of the whole connect: discovery, DNS, TCP, TLS and the WebSocket upgrade. Also
@@ -83,6 +92,18 @@ pub struct ViewerConfig {
     /// never block the messages behind it. Default [`MAX_PAYLOAD`](crate::MAX_PAYLOAD), the
     /// most the service relays.
     pub max_message_len: usize,
+    /// Reconnect by itself when the connection is lost, closed by the server, found dead, or
+    /// on `GO_AWAY` (make-before-break). Default on.
+    pub auto_reconnect: bool,
+    /// Wait before reconnect attempt n: random in [0, min(cap, base·2ⁿ)) (full jitter).
+    pub reconnect_backoff_base: Duration,
+    /// See `reconnect_backoff_base`.
+    pub reconnect_backoff_cap: Duration,
+    /// Give up after this many failed attempts in a row; 0 = never (the default: devices
+    /// keep trying).
+    pub reconnect_max_attempts: u32,
+    /// Give up after reconnecting this long without success; zero = never (the default).
+    pub reconnect_max_duration: Duration,
 }
 
 impl ViewerConfig {
@@ -121,6 +142,7 @@ impl ViewerConfig {
             channel_name: None,
             control_plane_url: None,
             credentials,
+            credential_source: None,
             ca_file: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             presign_expires_s: DEFAULT_PRESIGN_EXPIRES_S,
@@ -128,6 +150,11 @@ impl ViewerConfig {
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
             max_message_len: MAX_PAYLOAD,
+            auto_reconnect: true,
+            reconnect_backoff_base: DEFAULT_RECONNECT_BACKOFF_BASE,
+            reconnect_backoff_cap: DEFAULT_RECONNECT_BACKOFF_CAP,
+            reconnect_max_attempts: 0,
+            reconnect_max_duration: Duration::ZERO,
         }
     }
 
@@ -153,14 +180,19 @@ impl ViewerConfig {
         if let Some(url) = &self.control_plane_url {
             validate::https_endpoint("control_plane_url", url)?;
         }
-        validate::secret_like("access_key_id", &self.credentials.access_key_id, 128)?;
-        validate::secret_like(
-            "secret_access_key",
-            self.credentials.secret_access_key(),
-            128,
-        )?;
-        if let Some(token) = self.credentials.session_token() {
-            validate::secret_like("session_token", token, 8192)?;
+        match &self.credential_source {
+            Some(source) => source.source().validate()?,
+            None => {
+                validate::secret_like("access_key_id", &self.credentials.access_key_id, 128)?;
+                validate::secret_like(
+                    "secret_access_key",
+                    self.credentials.secret_access_key(),
+                    128,
+                )?;
+                if let Some(token) = self.credentials.session_token() {
+                    validate::secret_like("session_token", token, 8192)?;
+                }
+            }
         }
         validate::presign_expires(self.presign_expires_s)?;
         if !self.ping_interval.is_zero() && self.ping_interval < MIN_PING_INTERVAL {
@@ -184,6 +216,21 @@ impl ViewerConfig {
         }
         if self.send_timeout.is_zero() {
             return Err(Error::invalid("send_timeout", "must be greater than zero"));
+        }
+        if self.reconnect_backoff_base.is_zero() {
+            return Err(Error::invalid(
+                "reconnect_backoff_base",
+                "must be greater than zero",
+            ));
+        }
+        if self.reconnect_backoff_cap < self.reconnect_backoff_base {
+            return Err(Error::invalid(
+                "reconnect_backoff_cap",
+                format!(
+                    "{:?} is below reconnect_backoff_base {:?}",
+                    self.reconnect_backoff_cap, self.reconnect_backoff_base
+                ),
+            ));
         }
         if self.max_message_len == 0 {
             return Err(Error::invalid(

@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use crate::backoff::{self, Backoff};
 use crate::clock::Clock;
 use crate::config::ViewerConfig;
+use crate::credentials::CredentialProvider;
 use crate::deadline::Deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{self, Request};
@@ -107,7 +108,8 @@ pub fn signed_headers(
 /// The HTTPS client of the three calls. Cheap to keep; thread-safe.
 pub(crate) struct ControlPlane {
     http: http::Client,
-    credentials: Credentials,
+    /// Asked at every signature (credentials.rs).
+    credentials: CredentialProvider,
     region: String,
     url: Endpoint,
     /// The viewer's clock; a skewed 403 corrects it for every later signature.
@@ -129,7 +131,7 @@ impl ControlPlane {
         };
         Ok(ControlPlane {
             http: http::Client::new(tls, MAX_RESPONSE_BYTES),
-            credentials: config.credentials.clone(),
+            credentials: config.credential_provider(),
             region: config.region.clone(),
             url,
             clock,
@@ -204,8 +206,12 @@ impl ControlPlane {
         let mut backoff = Backoff::new(backoff::DEFAULT_BASE, backoff::DEFAULT_CAP);
         let mut last_transient: Option<Error> = None;
         loop {
+            let signing = self
+                .credentials
+                .current_within(self.clock.now(), deadline.left())?
+                .credentials;
             let headers = signed_headers(
-                &self.credentials,
+                &signing,
                 &self.region,
                 &base.host_header,
                 &path,
@@ -237,7 +243,7 @@ impl ControlPlane {
                 return Ok(answer.body);
             }
             let (body_type, message) = parse_error_body(&answer.body);
-            let message = message.map(|m| self.credentials.redact(&m));
+            let message = message.map(|m| signing.redact(&m));
             let error = Error::from_service_response(
                 answer.status,
                 answer
@@ -413,6 +419,13 @@ impl ChannelDirectory {
             .map_err(|e| e.in_step(STEP_GET_ENDPOINT))?;
         *known = Some((endpoints.clone(), https.clone()));
         Ok((endpoints, https))
+    }
+
+    /// Forgets the endpoints and asks the control plane again (the old ones stopped
+    /// answering).
+    pub(crate) fn rediscover_endpoints(&self, deadline: &Deadline) -> Result<Endpoints> {
+        lock(&self.endpoints).take();
+        self.endpoints(deadline)
     }
 
     /// STUN first, then the TURN servers; fetched again when `force`, when never fetched, or

@@ -38,6 +38,9 @@ pub enum MessageType {
     GoAway,
     /// The service asks for new ICE servers (TURN credentials) and a reconnect to TURN.
     ReconnectIceServer,
+    /// Not from the wire: the library reconnected by itself. Everything before it came on
+    /// the old connection; renegotiate if the peer connection depended on it.
+    Reconnected,
 }
 
 impl MessageType {
@@ -51,6 +54,7 @@ impl MessageType {
             MessageType::StatusResponse => "STATUS_RESPONSE",
             MessageType::GoAway => "GO_AWAY",
             MessageType::ReconnectIceServer => "RECONNECT_ICE_SERVER",
+            MessageType::Reconnected => "RECONNECTED",
         }
     }
 

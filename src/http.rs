@@ -134,6 +134,13 @@ fn io_error(step: &str, e: &io::Error) -> Error {
             ErrorKind::Timeout,
             format!("{step}: no answer within the connect timeout"),
         )
+    } else if e
+        .get_ref()
+        .is_some_and(|inner| inner.is::<openssl::ssl::Error>())
+    {
+        // A TLS alert after the handshake: TLS 1.3 servers check a client certificate
+        // (credentials.rs, mutual TLS) only then, so a refusal arrives on the first read.
+        Error::new(ErrorKind::Tls, format!("{step}: {e}"))
     } else {
         Error::new(ErrorKind::Network, format!("{step}: {e}"))
     }

@@ -34,7 +34,9 @@
 mod backoff;
 mod clock;
 mod config;
+mod connection;
 mod control_plane;
+mod credentials;
 mod deadline;
 mod envelope;
 mod error;
@@ -47,9 +49,14 @@ mod validate;
 
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT,
-    DEFAULT_PRESIGN_EXPIRES_S, DEFAULT_SEND_TIMEOUT, MIN_PING_INTERVAL, ViewerConfig,
+    DEFAULT_PRESIGN_EXPIRES_S, DEFAULT_RECONNECT_BACKOFF_BASE, DEFAULT_RECONNECT_BACKOFF_CAP,
+    DEFAULT_SEND_TIMEOUT, MIN_PING_INTERVAL, ViewerConfig,
 };
 pub use control_plane::{ChannelInfo, Endpoints};
+pub use credentials::{
+    CredentialCallback, CredentialProvider, CredentialSource, DEFAULT_REFRESH_JITTER,
+    DEFAULT_REFRESH_MARGIN, ExpiringCredentials, IotSettings,
+};
 pub use envelope::{MAX_ENCODED_PAYLOAD, MAX_PAYLOAD, Message, MessageType, StatusResponse};
 pub use error::{Error, ErrorKind, Result};
 pub use ice::{IceServer, MAX_ICE_STRING_LEN, MAX_TURN_SERVERS, MAX_URIS_PER_SERVER};

@@ -1,12 +1,16 @@
 //! A connected viewer: one background thread owns the socket, so a thread blocked in `recv`
 //! never delays a `send` from another thread, and neither burns CPU while waiting.
 //!
-//! The connection thread sleeps in `poll(2)` on the socket and a wake-up socket pair;
-//! `send` queues a frame and pokes the pair; `recv` waits on a condition variable for the
-//! inbound queue. Messages that arrived before the connection ended are still delivered.
+//! The I/O thread sleeps in `poll(2)` on the socket and a wake-up socket pair; `send` queues
+//! a frame and pokes the pair; `recv` waits on a condition variable for the inbound queue.
+//! The queues outlive connections: when one is lost, the same thread reconnects (backoff with
+//! full jitter, fresh presign, endpoints reused, rediscovery when they stop answering), sends
+//! made meanwhile wait and go out on the new connection in order, and messages received
+//! before the drop are still delivered, followed by a `Reconnected` marker. `GO_AWAY` is
+//! make-before-break: the next connection is opened before the old one is drained and closed.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{SyncSender, sync_channel};
@@ -15,12 +19,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use native_tls::TlsConnector;
-use tungstenite::protocol::CloseFrame;
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::{Message as WsMessage, WebSocket};
+use tungstenite::WebSocket;
 
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::ViewerConfig;
+use crate::connection::{Connection, End};
 use crate::control_plane::{ChannelDirectory, ControlPlane, Endpoints};
 use crate::deadline::Deadline;
 use crate::envelope::{self, Message, MessageType};
@@ -30,8 +34,11 @@ use crate::sigv4::{self, PresignRequest};
 use crate::transport::{self, Stream};
 use crate::validate::{self, Endpoint};
 
-/// Stack of the connection thread: TLS records and JSON frames, nothing deep.
+/// Stack of the I/O thread: TLS records and JSON frames, nothing deep.
 const IO_THREAD_STACK: usize = 256 * 1024;
+/// Reconnect attempts that find the endpoint gone (404) or unreachable before the endpoints
+/// are discovered again (when they were discovered in the first place).
+const REDISCOVER_AFTER: u32 = 3;
 
 /// Counters a firmware engineer can log to see what the connection went through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,55 +57,68 @@ pub struct Stats {
     pub clock_offset_s: i64,
     /// Threads blocked in `recv` right now (a diagnostic for stuck pipelines).
     pub waiting_receivers: u32,
-    /// Successful `reconnect` calls.
+    /// Reconnects that succeeded, automatic or by `reconnect`.
     pub reconnects: u64,
     /// Messages skipped because their payload was larger than `max_message_len` (also
     /// counted in `frames_skipped`). They never block the queue.
     pub messages_oversized: u64,
+    /// Why the last connection before the current one ended (`GO_AWAY`, a close code, a lost
+    /// link, ...); None until one did.
+    pub last_disconnect_reason: Option<String>,
 }
 
-struct Outgoing {
-    frame: String,
-    done: SyncSender<Result<()>>,
+/// A frame waiting for a connection, and the sender waiting for its fate.
+pub(crate) struct Outgoing {
+    id: u64,
+    pub(crate) frame: String,
+    pub(crate) done: SyncSender<Result<()>>,
+}
+
+/// What the app asked the I/O thread to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// `close` / `request_close`: end for good.
+    Close,
+    /// `reconnect`: close this connection and open the next one now.
+    Reconnect,
 }
 
 #[derive(Default)]
-struct State {
-    inbound: VecDeque<Message>,
-    outbound: VecDeque<Outgoing>,
-    /// Why the connection is gone; set once, by the connection thread.
+pub(crate) struct State {
+    pub(crate) inbound: VecDeque<Message>,
+    pub(crate) outbound: VecDeque<Outgoing>,
+    /// Why the viewer is disconnected for good; set once, by the I/O thread.
     ended: Option<EndReason>,
-    close_requested: bool,
-    stats: Stats,
+    pub(crate) stop: Option<Stop>,
+    /// The result of the last `reconnect` request, for the caller waiting on it.
+    reconnect_result: Option<Result<()>>,
+    next_id: u64,
+    pub(crate) stats: Stats,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     state: Mutex<State>,
-    arrived: Condvar,
+    pub(crate) arrived: Condvar,
     wake_tx: UnixStream,
-    wake_rx: UnixStream,
+    pub(crate) wake_rx: UnixStream,
 }
 
 impl Shared {
-    fn new(inbound: VecDeque<Message>, stats: Stats) -> Result<Arc<Shared>> {
+    fn new() -> Result<Arc<Shared>> {
         let setup =
             |e: io::Error| Error::new(ErrorKind::Internal, format!("connection setup: {e}"));
         let (wake_tx, wake_rx) = UnixStream::pair().map_err(setup)?;
         wake_tx.set_nonblocking(true).map_err(setup)?;
         wake_rx.set_nonblocking(true).map_err(setup)?;
         Ok(Arc::new(Shared {
-            state: Mutex::new(State {
-                inbound,
-                stats,
-                ..State::default()
-            }),
+            state: Mutex::new(State::default()),
             arrived: Condvar::new(),
             wake_tx,
             wake_rx,
         }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere must not turn every later call into a panic too.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -107,14 +127,38 @@ impl Shared {
         // Non-blocking: a full pair already holds a pending wake-up, which is all we need.
         let _ = (&self.wake_tx).write(&[1]);
     }
+
+    /// Sleeps `wait` unless the app asks something meanwhile; returns what it asked.
+    fn sleep_unless_asked(&self, wait: Duration) -> Option<Stop> {
+        let until = Instant::now() + wait;
+        loop {
+            if let Some(stop) = self.lock().stop {
+                return Some(stop);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let mut fds = [libc::pollfd {
+                fd: self.wake_rx.as_raw_fd() as RawFd,
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+            // SAFETY: one valid, initialised pollfd that outlives the call; length matches.
+            unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
+            let mut sink = [0u8; 64];
+            while matches!(io::Read::read(&mut &self.wake_rx, &mut sink), Ok(n) if n > 0) {}
+        }
+    }
 }
 
-/// Why a connection ended.
+/// Why the viewer is disconnected for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum EndReason {
-    /// `close` (or a `reconnect`) asked for it and the close handshake completed.
+    /// `close` (or `request_close`) asked for it and the close handshake completed.
     ClosedByApp,
-    /// The server, the network or a failure ended it.
+    /// The server, the network or a failure ended it, and no reconnect followed.
     Failed(Error),
 }
 
@@ -157,17 +201,19 @@ impl EndReason {
 /// # Ok::<(), kvs_viewer::Error>(())
 /// ```
 pub struct Viewer {
-    /// The current connection's state; replaced by `reconnect`.
     shared: Arc<Shared>,
-    io_thread: Option<JoinHandle<()>>,
-    link: Link,
+    io_thread: Mutex<Option<JoinHandle<()>>>,
+    link: Arc<Link>,
 }
 
 /// What it takes to (re)open the WebSocket, kept so a reconnect costs one TLS handshake.
 struct Link {
     config: ViewerConfig,
     connector: TlsConnector,
-    endpoint: Endpoint,
+    /// Replaced when a rediscovery names another one.
+    endpoint: Mutex<Endpoint>,
+    /// The endpoint came from the control plane, so it may be asked again.
+    discovered: bool,
     /// The viewer's one clock, shared with the control plane.
     clock: Arc<Clock>,
     /// The channel's ARN, endpoints and ICE servers, kept for refreshes and reconnects.
@@ -175,33 +221,43 @@ struct Link {
 }
 
 impl Link {
-    /// Presigns and opens the WebSocket within `deadline`. On a 403 whose `Date` shows the
-    /// viewer's clock is off, corrects the clock and retries once (the official C SDK never
-    /// corrects the WSS URL).
+    /// Presigns (now, with the viewer's clock) and opens the WebSocket within `deadline`. On a
+    /// 403 whose `Date` shows the viewer's clock is off, corrects the clock and retries once
+    /// (the official C SDK never corrects the WSS URL).
     fn open(&self, deadline: &Deadline) -> Result<WebSocket<Stream>> {
         let config = &self.config;
-        let endpoint = &self.endpoint;
+        let endpoint = self
+            .endpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let params = [
             ("X-Amz-ChannelARN", self.channel.channel_arn()),
             ("X-Amz-ClientId", config.client_id.as_str()),
         ];
+        // This signature's credentials, refreshed ahead of their expiry (credentials.rs).
+        let signing = config
+            .credential_provider()
+            .current_within(self.clock.now(), deadline.left())?;
         let open = || {
             let presigned = sigv4::presign(
-                &config.credentials,
+                &signing.credentials,
                 &PresignRequest {
                     host: &endpoint.host_header,
                     path: &endpoint.path,
                     region: &config.region,
                     service: sigv4::SERVICE,
                     time: self.clock.now(),
-                    expires_s: config.presign_expires_s,
+                    // Never longer than the credentials live.
+                    expires_s: signing
+                        .presign_expires_s(config.presign_expires_s, self.clock.now()),
                     params: &params,
                 },
             );
-            transport::open(endpoint, &self.connector, &presigned.query, deadline).map_err(
+            transport::open(&endpoint, &self.connector, &presigned.query, deadline).map_err(
                 |mut r| {
                     // Service messages may quote the request; never let a credential through.
-                    r.error.message = config.credentials.redact(&r.error.message);
+                    r.error.message = signing.credentials.redact(&r.error.message);
                     r
                 },
             )
@@ -225,34 +281,208 @@ impl Link {
         }
     }
 
-    /// Hands the socket to a new connection thread.
-    fn spawn(&self, ws: WebSocket<Stream>, shared: &Arc<Shared>) -> Result<JoinHandle<()>> {
-        let setup =
-            |e: io::Error| Error::new(ErrorKind::Internal, format!("connection setup: {e}"));
-        let tcp = ws.get_ref().get_ref().tcp();
-        transport::detect_dead_peer(tcp, self.config.dead_peer_bound()).map_err(setup)?;
-        tcp.set_read_timeout(None).map_err(setup)?;
-        tcp.set_write_timeout(None).map_err(setup)?;
-        tcp.set_nonblocking(true).map_err(setup)?;
-        let conn = Connection {
-            ws,
-            shared: shared.clone(),
-            ping_interval: self.config.ping_interval,
-            close_timeout: self.config.connect_timeout,
-            max_message_len: self.config.max_message_len,
-            pong_timeout: self.config.pong_deadline(),
-            unflushed: Vec::new(),
-            last_heard: Instant::now(),
-            ping_sent_at: None,
-            closing_since: None,
-            server_close: None,
-        };
-        std::thread::Builder::new()
-            .name("kvs-viewer-io".into())
-            .stack_size(IO_THREAD_STACK)
-            .spawn(move || conn.run())
-            .map_err(setup)
+    /// Asks the control plane for the endpoints again and uses the WSS one from now on.
+    fn rediscover(&self, deadline: &Deadline) -> Result<()> {
+        let endpoints = self.channel.rediscover_endpoints(deadline)?;
+        let wss = validate::wss_endpoint(&endpoints.wss)?;
+        *self.endpoint.lock().unwrap_or_else(|p| p.into_inner()) = wss;
+        Ok(())
     }
+}
+
+/// Starts the I/O thread on an open socket.
+fn spawn(link: &Arc<Link>, shared: &Arc<Shared>, ws: WebSocket<Stream>) -> Result<JoinHandle<()>> {
+    let conn = connection(link, shared, ws)?;
+    let (link, shared) = (link.clone(), shared.clone());
+    std::thread::Builder::new()
+        .name("kvs-viewer-io".into())
+        .stack_size(IO_THREAD_STACK)
+        .spawn(move || supervise(&link, &shared, conn))
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("connection setup: {e}")))
+}
+
+fn connection(link: &Arc<Link>, shared: &Arc<Shared>, ws: WebSocket<Stream>) -> Result<Connection> {
+    let mut conn = Connection::new(ws, shared.clone(), &link.config)?;
+    let refresher = link.clone();
+    conn.on_reconnect_ice_server(Box::new(move || {
+        // On its own short-lived thread: the I/O thread never waits for the control plane.
+        let link = refresher.clone();
+        let _ = std::thread::Builder::new()
+            .name("kvs-viewer-ice".into())
+            .spawn(move || {
+                let _ = link
+                    .channel
+                    .ice_servers(true, &Deadline::after(link.config.connect_timeout));
+            });
+    }));
+    Ok(conn)
+}
+
+/// The I/O thread: serves one connection after another until the app stops it, or a
+/// connection ends and no reconnect is allowed or possible.
+fn supervise(link: &Arc<Link>, shared: &Arc<Shared>, mut conn: Connection) {
+    loop {
+        let end = conn.serve();
+        // Whether `reconnect` asked for the next connection and waits for it.
+        let mut manual = false;
+        let next = match end {
+            End::GoAway => match link.open(&Deadline::after(link.config.connect_timeout)) {
+                // Make-before-break: the new connection is up; let the old one deliver what
+                // it still has, then close it. Sending moves over with the queue.
+                Ok(ws) => {
+                    conn.drain_and_close();
+                    disconnected(shared, "GO_AWAY".into());
+                    requeue(shared, conn.take_held());
+                    Ok(ws)
+                }
+                // Keep the old one until it ends; the ordinary reconnect follows then.
+                Err(_) => continue,
+            },
+            End::Stopped {
+                stop: Stop::Close,
+                error,
+            } => {
+                let held = conn.take_held();
+                let reason = error.map_or(EndReason::ClosedByApp, EndReason::Failed);
+                return finish(shared, reason, held);
+            }
+            End::Stopped {
+                stop: Stop::Reconnect,
+                ..
+            } => {
+                disconnected(shared, "reconnect requested by the application".into());
+                requeue(shared, conn.take_held());
+                shared.lock().stop = None;
+                match link.open(&Deadline::after(link.config.connect_timeout)) {
+                    Ok(ws) => {
+                        manual = true;
+                        Ok(ws)
+                    }
+                    Err(e) if link.config.auto_reconnect => {
+                        // The caller learns this attempt failed; the thread keeps trying.
+                        shared.lock().reconnect_result = Some(Err(e.clone()));
+                        shared.arrived.notify_all();
+                        reconnect_with_backoff(link, shared, e)
+                    }
+                    Err(e) => Err(EndReason::Failed(e)),
+                }
+            }
+            End::Lost(e) => {
+                requeue(shared, conn.take_held());
+                if !link.config.auto_reconnect || e.kind == ErrorKind::Internal {
+                    return finish(shared, EndReason::Failed(e), Vec::new());
+                }
+                disconnected(shared, e.to_string());
+                reconnect_with_backoff(link, shared, e)
+            }
+        };
+        let ws = match next {
+            Ok(ws) => ws,
+            Err(reason) => return finish(shared, reason, Vec::new()),
+        };
+        conn = match connection(link, shared, ws) {
+            Ok(c) => c,
+            Err(e) => return finish(shared, EndReason::Failed(e), Vec::new()),
+        };
+        reconnected(shared, !manual);
+    }
+}
+
+/// Tries again and again, with backoff, within the configured budget; the app can stop it.
+fn reconnect_with_backoff(
+    link: &Link,
+    shared: &Shared,
+    first: Error,
+) -> std::result::Result<WebSocket<Stream>, EndReason> {
+    let config = &link.config;
+    let mut backoff = Backoff::new(config.reconnect_backoff_base, config.reconnect_backoff_cap);
+    let started = Instant::now();
+    let mut attempts = 0u32;
+    let mut unreachable = 0u32;
+    let mut last = first;
+    loop {
+        let wait = backoff.next_wait();
+        let out_of_attempts =
+            config.reconnect_max_attempts != 0 && attempts >= config.reconnect_max_attempts;
+        let out_of_time = !config.reconnect_max_duration.is_zero()
+            && started.elapsed() + wait > config.reconnect_max_duration;
+        if out_of_attempts || out_of_time {
+            return Err(EndReason::Failed(last.with_note(&format!(
+                "gave up reconnecting after {attempts} attempts in {:?}",
+                started.elapsed()
+            ))));
+        }
+        match shared.sleep_unless_asked(wait) {
+            Some(Stop::Close) => return Err(EndReason::ClosedByApp),
+            // `reconnect` while we are at it: try now.
+            Some(Stop::Reconnect) => shared.lock().stop = None,
+            None => {}
+        }
+        attempts += 1;
+        let deadline = Deadline::after(config.connect_timeout);
+        match link.open(&deadline) {
+            Ok(ws) => return Ok(ws),
+            Err(e) => {
+                if matches!(
+                    e.kind,
+                    ErrorKind::ResourceNotFound | ErrorKind::Network | ErrorKind::Timeout
+                ) {
+                    unreachable += 1;
+                }
+                if link.discovered && unreachable >= REDISCOVER_AFTER {
+                    unreachable = 0;
+                    let _ = link.rediscover(&Deadline::after(config.connect_timeout));
+                }
+                last = e;
+            }
+        }
+    }
+}
+
+/// Frames that never fully reached the old socket go out first on the next one.
+fn requeue(shared: &Shared, held: Vec<Outgoing>) {
+    let mut state = shared.lock();
+    for out in held.into_iter().rev() {
+        state.outbound.push_front(out);
+    }
+}
+
+fn disconnected(shared: &Shared, reason: String) {
+    shared.lock().stats.last_disconnect_reason = Some(reason);
+}
+
+/// A new connection serves: counted, and (when automatic) announced in arrival order.
+fn reconnected(shared: &Shared, announce: bool) {
+    let mut state = shared.lock();
+    state.stats.reconnects += 1;
+    // For a `reconnect` caller waiting (it clears this before asking).
+    state.reconnect_result = Some(Ok(()));
+    if announce {
+        state.inbound.push_back(Message {
+            message_type: MessageType::Reconnected,
+            sender_client_id: String::new(),
+            payload: Vec::new(),
+            status: None,
+        });
+    }
+    drop(state);
+    shared.arrived.notify_all();
+    shared.wake();
+}
+
+/// The viewer is disconnected for good: every waiting sender and receiver learns why.
+fn finish(shared: &Shared, reason: EndReason, held: Vec<Outgoing>) {
+    let error = reason.error();
+    let mut state = shared.lock();
+    for out in held.into_iter().chain(state.outbound.drain(..)) {
+        let _ = out.done.send(Err(error.clone()));
+    }
+    if state.reconnect_result.is_none() && state.stop == Some(Stop::Reconnect) {
+        state.reconnect_result = Some(Err(error.clone()));
+    }
+    state.ended = Some(reason);
+    drop(state);
+    shared.arrived.notify_all();
 }
 
 impl std::fmt::Debug for Viewer {
@@ -268,8 +498,9 @@ impl Viewer {
     /// once (the official C SDK never corrects the WSS URL).
     pub fn connect(config: &ViewerConfig) -> Result<Viewer> {
         let given_endpoint = config.validate()?;
-        let deadline = Deadline::after(config.connect_timeout);
         let connector = transport::connector_for(config.ca_file.as_deref())?;
+        // The bound covers the network, not loading the trust store (once per process).
+        let deadline = Deadline::after(config.connect_timeout);
         let clock = Arc::new(Clock::new());
         let control = ControlPlane::new(config, connector.clone(), clock.clone())?;
         let channel_arn = if config.channel_arn.is_empty() {
@@ -280,6 +511,7 @@ impl Viewer {
         };
         let channel = ChannelDirectory::new(control, channel_arn, config);
         // The session decides: the endpoint given, or the one the control plane names.
+        let discovered = given_endpoint.is_none();
         let endpoint = match given_endpoint {
             Some(endpoint) => endpoint,
             None => {
@@ -290,61 +522,103 @@ impl Viewer {
                 validate::wss_endpoint(&endpoints.wss)?
             }
         };
-        let link = Link {
+        let link = Arc::new(Link {
             config: config.clone(),
             connector,
-            endpoint,
+            endpoint: Mutex::new(endpoint),
+            discovered,
             clock,
             channel,
-        };
+        });
         let ws = link.open(&deadline)?;
-        let shared = Shared::new(VecDeque::new(), Stats::default())?;
-        let io_thread = link.spawn(ws, &shared)?;
+        let shared = Shared::new()?;
+        let io_thread = spawn(&link, &shared, ws)?;
         Ok(Viewer {
             shared,
-            io_thread: Some(io_thread),
+            io_thread: Mutex::new(Some(io_thread)),
             link,
         })
     }
 
-    /// Connects again with the same configuration and the endpoints already known (one TLS
-    /// handshake, no control-plane call): the answer to `GO_AWAY`, a server close or a lost
-    /// connection. The old connection is closed first if it is still up. Messages received
-    /// before and not yet taken are kept, ahead of the new connection's.
+    /// Closes the current connection and opens a new one now, with the endpoints already
+    /// known (one TLS handshake, no control-plane call). With automatic reconnect on (the
+    /// default) this is rarely needed; it also revives a viewer whose automatic reconnect was
+    /// off or gave up. Messages received before and not yet taken are kept, ahead of the new
+    /// connection's; sends made meanwhile wait (within `send_timeout`) and go out on the new
+    /// connection. May run while other threads `send` or `recv`.
     ///
-    /// On failure the viewer stays disconnected (`recv` reports the reason after the kept
-    /// messages) and `reconnect` may be called again; back off between attempts (the official
-    /// SDKs wait 100 ms·2ⁿ, capped at 10 s, with full jitter).
-    pub fn reconnect(&mut self) -> Result<()> {
-        let _ = self.shutdown();
-        let (kept, stats) = {
+    /// On failure (and with automatic reconnect off) the viewer stays disconnected: `recv`
+    /// reports the reason after the kept messages, and `reconnect` may be called again; back
+    /// off between attempts (the official SDKs wait 100 ms·2ⁿ, capped at 10 s, with full
+    /// jitter).
+    pub fn reconnect(&self) -> Result<()> {
+        let mut thread = self.io_thread.lock().unwrap_or_else(|p| p.into_inner());
+        {
             let mut state = self.shared.lock();
-            (std::mem::take(&mut state.inbound), state.stats.clone())
-        };
-        let deadline = Deadline::after(self.link.config.connect_timeout);
-        let opened = self.link.open(&deadline).and_then(|ws| {
-            let shared = Shared::new(kept.clone(), stats.clone())?;
-            let thread = self.link.spawn(ws, &shared)?;
-            Ok((shared, thread))
-        });
-        match opened {
-            Ok((shared, thread)) => {
-                self.shared = shared;
-                self.io_thread = Some(thread);
-                self.shared.lock().stats.reconnects += 1;
-                Ok(())
+            // After `request_close` the thread is ending: wait for it below, then revive.
+            if state.ended.is_none() && state.stop != Some(Stop::Close) {
+                // The I/O thread is up: it reconnects, we wait for its answer.
+                state.reconnect_result = None;
+                state.stop = Some(Stop::Reconnect);
+                drop(state);
+                self.shared.wake();
+                return self.wait_for_reconnect();
             }
-            Err(e) => {
-                let mut state = self.shared.lock();
-                state.inbound = kept;
-                state.ended = Some(EndReason::Failed(e.clone()));
-                Err(e)
+        }
+        // Disconnected for good: the old thread is done; start a new one.
+        if let Some(old) = thread.take() {
+            let _ = old.join();
+        }
+        let ws = self
+            .link
+            .open(&Deadline::after(self.link.config.connect_timeout))
+            .inspect_err(|e| {
+                self.shared.lock().ended = Some(EndReason::Failed(e.clone()));
+            })?;
+        {
+            let mut state = self.shared.lock();
+            state.ended = None;
+            state.stop = None;
+        }
+        *thread = Some(spawn(&self.link, &self.shared, ws)?);
+        let mut state = self.shared.lock();
+        state.stats.reconnects += 1;
+        Ok(())
+    }
+
+    fn wait_for_reconnect(&self) -> Result<()> {
+        // Close handshake, then one connect: each bounded by connect_timeout.
+        let bound = self.link.config.connect_timeout * 3;
+        let until = Instant::now() + bound;
+        let mut state = self.shared.lock();
+        loop {
+            if let Some(result) = state.reconnect_result.take() {
+                return result;
             }
+            if let Some(end) = &state.ended {
+                return Err(end.error());
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    "reconnect: no new connection in time",
+                ));
+            }
+            state = self
+                .shared
+                .arrived
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
     /// Sends an `SDP_OFFER` or `ICE_CANDIDATE` (payload: the JSON, not yet base64) to the
-    /// master. Returns once the frame is handed to the socket.
+    /// master. Returns once the frame is handed to the socket; while reconnecting, waits (up
+    /// to `send_timeout`) for the new connection. A send that returns an error was not sent,
+    /// except a `Timeout` whose frame had already been written behind a full socket buffer
+    /// (the message says so).
     pub fn send(
         &self,
         message_type: MessageType,
@@ -354,23 +628,39 @@ impl Viewer {
         let frame = envelope::encode_outgoing(message_type, payload, correlation_id)?;
         let send_timeout = self.link.config.send_timeout;
         let (done, result) = sync_channel(1);
-        {
+        let id = {
             let mut state = self.shared.lock();
             if let Some(end) = &state.ended {
                 return Err(end.error());
             }
-            if state.close_requested {
+            if state.stop == Some(Stop::Close) {
                 return Err(Error::closed(None, "the viewer is closing"));
             }
-            state.outbound.push_back(Outgoing { frame, done });
-        }
+            let id = state.next_id;
+            state.next_id += 1;
+            state.outbound.push_back(Outgoing { id, frame, done });
+            id
+        };
         self.shared.wake();
         match result.recv_timeout(send_timeout) {
             Ok(r) => r,
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                "send: the connection did not take the frame in time",
-            )),
+            Err(_) => {
+                let mut state = self.shared.lock();
+                match state.outbound.iter().position(|o| o.id == id) {
+                    Some(i) => {
+                        state.outbound.remove(i);
+                        Err(Error::new(
+                            ErrorKind::Timeout,
+                            "send: no connection took the frame in time; it was not sent",
+                        ))
+                    }
+                    None => Err(Error::new(
+                        ErrorKind::Timeout,
+                        "send: the connection did not take the frame in time (it waits \
+                         behind a full socket buffer and may still go out)",
+                    )),
+                }
+            }
         }
     }
 
@@ -393,7 +683,7 @@ impl Viewer {
             if let Some(end) = &state.ended {
                 return Err(end.error());
             }
-            if state.close_requested {
+            if state.stop == Some(Stop::Close) {
                 return Err(EndReason::ClosedByApp.error());
             }
             let left = match deadline {
@@ -437,38 +727,45 @@ impl Viewer {
         stats
     }
 
-    /// Why the connection ended, if it has.
+    /// Why the viewer is disconnected for good, if it is.
     pub fn ended(&self) -> Option<Error> {
         self.shared.lock().ended.as_ref().map(EndReason::error)
     }
 
-    /// Ends the connection from any thread, without waiting: the connection thread sends a
-    /// close frame; a blocked or later `recv` returns `Closed` once the messages already
-    /// received are taken, and later sends fail. Idempotent. `close` (or `reconnect`) still
-    /// joins the thread.
+    /// Ends the connection from any thread, without waiting: the I/O thread sends a close
+    /// frame and no reconnect follows; a blocked or later `recv` returns `Closed` once the
+    /// messages already received are taken, and blocked or later sends fail. Idempotent. The
+    /// viewer stays valid: `close` joins the thread, `reconnect` starts a new connection.
     pub fn request_close(&self) {
-        self.shared.lock().close_requested = true;
+        {
+            let mut state = self.shared.lock();
+            if state.stop == Some(Stop::Close) {
+                return;
+            }
+            state.stop = Some(Stop::Close);
+        }
         self.shared.wake();
         self.shared.arrived.notify_all();
     }
 
     /// Sends a close frame (so the service frees the viewer slot at once), waits for the
-    /// server's reply within the connect timeout, and stops the connection thread.
-    pub fn close(mut self) -> Result<()> {
-        self.shutdown()
+    /// server's reply within the connect timeout, and stops the I/O thread.
+    pub fn close(self) -> Result<()> {
+        self.stop_and_join()
     }
 
-    fn shutdown(&mut self) -> Result<()> {
-        let Some(thread) = self.io_thread.take() else {
+    fn stop_and_join(&self) -> Result<()> {
+        let Some(thread) = self
+            .io_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
             return Ok(());
         };
-        let already_ended = {
-            let mut state = self.shared.lock();
-            state.close_requested = true;
-            state.ended.is_some()
-        };
-        self.shared.wake();
-        // The thread bounds the close handshake by `close_timeout` itself.
+        let already_ended = self.shared.lock().ended.is_some();
+        self.request_close();
+        // The thread bounds the close handshake by the connect timeout itself.
         if thread.join().is_err() {
             return Err(Error::internal("the connection thread panicked"));
         }
@@ -527,317 +824,6 @@ impl Viewer {
 
 impl Drop for Viewer {
     fn drop(&mut self) {
-        let _ = self.shutdown();
+        let _ = self.stop_and_join();
     }
-}
-
-/// The connection thread's side.
-struct Connection {
-    ws: WebSocket<Stream>,
-    shared: Arc<Shared>,
-    ping_interval: Duration,
-    close_timeout: Duration,
-    /// Last time anything came from the server.
-    last_heard: Instant,
-    /// A keepalive ping is out, unanswered, since then.
-    ping_sent_at: Option<Instant>,
-    /// The app asked to close; our close frame went out then.
-    closing_since: Option<Instant>,
-    /// The server's close frame (code, reason), once it sent one.
-    server_close: Option<(u16, String)>,
-    /// Largest payload delivered; larger ones are skipped and counted.
-    max_message_len: usize,
-    /// How long a keepalive ping may go unanswered.
-    pong_timeout: Duration,
-    /// Senders of frames written but not yet flushed to the socket.
-    unflushed: Vec<SyncSender<Result<()>>>,
-}
-
-/// What the timers ask of the loop.
-enum Next {
-    /// Sleep until the socket or a caller needs us, at most this long.
-    Sleep(Duration),
-    /// A ping went out: flush it before sleeping.
-    Flush,
-}
-
-impl Connection {
-    fn run(mut self) {
-        let reason = self.serve();
-        let error = reason.error();
-        // Frames tungstenite still held never reached the socket: their senders learn it.
-        for done in self.unflushed.drain(..) {
-            let _ = done.send(Err(error.clone()));
-        }
-        let mut state = self.shared.lock();
-        for out in state.outbound.drain(..) {
-            let _ = out.done.send(Err(error.clone()));
-        }
-        state.ended = Some(reason);
-        drop(state);
-        self.shared.arrived.notify_all();
-    }
-
-    /// Runs until the connection ends; returns why.
-    fn serve(&mut self) -> EndReason {
-        let sock: RawFd = self.ws.get_ref().get_ref().tcp().as_raw_fd();
-        let wake: RawFd = self.shared.wake_rx.as_raw_fd();
-        loop {
-            let close_requested = match self.send_queued() {
-                Ok(c) => c,
-                Err(e) => return EndReason::Failed(e),
-            };
-            if close_requested {
-                self.start_close();
-            }
-            if let Err(end) = self.read_available() {
-                return end;
-            }
-            let want_write = match self.flush() {
-                Ok(w) => w,
-                Err(end) => return end,
-            };
-            let wait = match self.timers() {
-                Ok(Next::Sleep(wait)) => wait,
-                Ok(Next::Flush) => continue,
-                Err(end) => return end,
-            };
-            if let Err(e) = poll_two(sock, want_write, wake, wait) {
-                return EndReason::Failed(Error::new(ErrorKind::Internal, format!("poll: {e}")));
-            }
-            self.drain_wake_ups();
-        }
-    }
-
-    /// Hands the queued frames to the socket, in order, releasing each caller. Returns whether
-    /// the app asked to close.
-    fn send_queued(&mut self) -> Result<bool> {
-        let (batch, close_requested) = {
-            let mut state = self.shared.lock();
-            (std::mem::take(&mut state.outbound), state.close_requested)
-        };
-        for out in batch {
-            match self.ws.write(WsMessage::text(out.frame)) {
-                Err(e) if !is_would_block(&e) => {
-                    let e = ws_error(e, &self.server_close);
-                    let _ = out.done.send(Err(e.clone()));
-                    return Err(e);
-                }
-                // Written, or kept by tungstenite behind a full socket buffer: the caller is
-                // released once a flush has handed it to the socket, never before.
-                _ => self.unflushed.push(out.done),
-            }
-        }
-        Ok(close_requested)
-    }
-
-    /// Everything written so far reached the socket: release those senders.
-    fn acknowledge_flushed(&mut self) {
-        if self.unflushed.is_empty() {
-            return;
-        }
-        // Counted before the callers are released, so stats never lag a send.
-        self.shared.lock().stats.frames_sent += self.unflushed.len() as u64;
-        for done in self.unflushed.drain(..) {
-            let _ = done.send(Ok(()));
-        }
-    }
-
-    /// Sends our close frame, once.
-    fn start_close(&mut self) {
-        if self.closing_since.is_some() {
-            return;
-        }
-        self.closing_since = Some(Instant::now());
-        let _ = self.ws.close(Some(CloseFrame {
-            code: CloseCode::Normal,
-            reason: "viewer closing".into(),
-        }));
-    }
-
-    /// Reads everything the socket has. TLS may hold decrypted bytes poll cannot see, so this
-    /// reads until `WouldBlock` rather than trusting poll alone.
-    fn read_available(&mut self) -> std::result::Result<(), EndReason> {
-        loop {
-            match self.ws.read() {
-                Ok(msg) => {
-                    self.last_heard = Instant::now();
-                    self.ping_sent_at = None;
-                    self.on_message(msg);
-                }
-                Err(e) if is_would_block(&e) => return Ok(()),
-                Err(_) if self.closing_since.is_some() => return Err(EndReason::ClosedByApp),
-                Err(e) => return Err(EndReason::Failed(ws_error(e, &self.server_close))),
-            }
-        }
-    }
-
-    /// Flushes queued frames, automatic pongs and close replies. Returns whether bytes are
-    /// still waiting for the socket to become writable.
-    fn flush(&mut self) -> std::result::Result<bool, EndReason> {
-        match self.ws.flush() {
-            Ok(()) => {
-                self.acknowledge_flushed();
-                Ok(false)
-            }
-            Err(e) if is_would_block(&e) => Ok(true),
-            Err(_) if self.closing_since.is_some() => Err(EndReason::ClosedByApp),
-            Err(e) => Err(EndReason::Failed(ws_error(e, &self.server_close))),
-        }
-    }
-
-    /// The close-handshake bound and the keepalive: what to do next, or why to stop.
-    fn timers(&mut self) -> std::result::Result<Next, EndReason> {
-        let now = Instant::now();
-        if let Some(since) = self.closing_since {
-            let left = self.close_timeout.saturating_sub(now - since);
-            if left.is_zero() {
-                return Err(EndReason::Failed(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "close: the server did not confirm the close within {:?}; \
-                         the connection was dropped",
-                        self.close_timeout
-                    ),
-                )));
-            }
-            return Ok(Next::Sleep(left));
-        }
-        let idle_wait = Duration::from_secs(3600);
-        if self.ping_interval.is_zero() {
-            return Ok(Next::Sleep(idle_wait));
-        }
-        match self.ping_sent_at {
-            Some(at) if now - at >= self.pong_timeout => Err(EndReason::Failed(Error::closed(
-                None,
-                format!(
-                    "connection lost: no answer to a keepalive ping within {:?}",
-                    self.pong_timeout
-                ),
-            ))),
-            Some(at) => Ok(Next::Sleep(self.pong_timeout - (now - at))),
-            None if now - self.last_heard >= self.ping_interval => {
-                // Counted before the write, so the count never lags what the peer saw.
-                self.shared.lock().stats.pings_sent += 1;
-                match self.ws.write(WsMessage::Ping(Vec::new().into())) {
-                    Err(e) if !is_would_block(&e) => {
-                        Err(EndReason::Failed(ws_error(e, &self.server_close)))
-                    }
-                    _ => {
-                        self.ping_sent_at = Some(now);
-                        Ok(Next::Flush)
-                    }
-                }
-            }
-            None => Ok(Next::Sleep(self.ping_interval - (now - self.last_heard))),
-        }
-    }
-
-    /// Empties the wake-up pair: one pass of the loop serves every poke so far.
-    fn drain_wake_ups(&self) {
-        let mut sink = [0u8; 64];
-        while matches!((&self.shared.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
-    }
-
-    fn on_message(&mut self, msg: WsMessage) {
-        let decoded = match msg {
-            WsMessage::Text(text) => envelope::decode_incoming(text.as_str()),
-            WsMessage::Binary(_) => Err(Error::new(
-                ErrorKind::Protocol,
-                "binary frame (the protocol uses text frames only)",
-            )),
-            WsMessage::Close(frame) => {
-                self.server_close = Some(match frame {
-                    Some(f) => (u16::from(f.code), f.reason.as_str().to_owned()),
-                    None => (1005, String::new()),
-                });
-                return;
-            }
-            WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => return,
-        };
-        let mut state = self.shared.lock();
-        state.stats.frames_received += 1;
-        match decoded {
-            Ok(Some(message)) if message.payload.len() > self.max_message_len => {
-                state.stats.frames_skipped += 1;
-                state.stats.messages_oversized += 1;
-                state.stats.last_skip_reason = Some(format!(
-                    "{} with a {}-byte payload, over max_message_len {}",
-                    message.message_type.name(),
-                    message.payload.len(),
-                    self.max_message_len
-                ));
-            }
-            Ok(Some(message)) => {
-                state.inbound.push_back(message);
-                drop(state);
-                self.shared.arrived.notify_all();
-            }
-            Ok(None) => {
-                state.stats.frames_skipped += 1;
-                state.stats.last_skip_reason = Some("JSON frame without messageType".into());
-            }
-            Err(e) => {
-                state.stats.frames_skipped += 1;
-                state.stats.last_skip_reason = Some(e.message);
-            }
-        }
-    }
-}
-
-fn is_would_block(e: &tungstenite::Error) -> bool {
-    matches!(e, tungstenite::Error::Io(e) if e.kind() == io::ErrorKind::WouldBlock)
-}
-
-/// Maps the end of a connection to `Closed` (with the server's close code when it sent one)
-/// or to the error that ended it.
-fn ws_error(e: tungstenite::Error, server_close: &Option<(u16, String)>) -> Error {
-    use tungstenite::Error as WsError;
-    if let Some((code, reason)) = server_close {
-        let reason = if reason.is_empty() {
-            String::new()
-        } else {
-            format!(" ({reason})")
-        };
-        return Error::closed(Some(*code), format!("closed by the server{reason}"));
-    }
-    match e {
-        WsError::ConnectionClosed | WsError::AlreadyClosed => {
-            Error::closed(None, "closed by the server")
-        }
-        WsError::Io(e) => Error::closed(None, format!("connection lost: {e}")),
-        WsError::Protocol(p) => Error::closed(None, format!("connection lost: {p}")),
-        WsError::Capacity(c) => Error::new(
-            ErrorKind::Protocol,
-            format!("the server sent a frame over the size limit: {c}"),
-        ),
-        other => Error::new(ErrorKind::Protocol, format!("WebSocket error: {other}")),
-    }
-}
-
-/// `poll(2)` on the socket (readable, or writable when `want_write`) and the wake-up pair.
-fn poll_two(sock: RawFd, want_write: bool, wake: RawFd, wait: Duration) -> io::Result<()> {
-    let mut fds = [
-        libc::pollfd {
-            fd: sock,
-            events: libc::POLLIN | if want_write { libc::POLLOUT } else { 0 },
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: wake,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let timeout_ms = wait.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
-    // SAFETY: `fds` is a valid array of two initialised pollfd structs that outlives the call,
-    // and the length passed matches it.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-    Ok(())
 }

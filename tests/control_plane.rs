@@ -206,7 +206,7 @@ fn each_steps_service_errors_map_to_kinds_and_name_the_step() {
                 },
             );
             let mut config = discovering(emu);
-            config.connect_timeout = Duration::from_millis(800);
+            config.connect_timeout = Duration::from_millis(1500);
             let e = Viewer::connect(&config).expect_err("must fail");
             if transient {
                 assert!(e.message.contains(" attempts: "), "{e}");

@@ -168,6 +168,8 @@ pub struct EmulatorConfig {
     pub state_dir: Option<PathBuf>,
     /// Event log path; `<state_dir>/events.jsonl` if None.
     pub event_log: Option<PathBuf>,
+    /// The AWS IoT credentials provider endpoint (iot.rs); None = off.
+    pub iot: Option<crate::iot::IotConfig>,
 }
 
 impl Default for EmulatorConfig {
@@ -216,6 +218,7 @@ impl Default for EmulatorConfig {
             tls_key_pem: None,
             state_dir: None,
             event_log: None,
+            iot: None,
         }
     }
 }

@@ -170,7 +170,8 @@ fn dispatch(shared: &Shared, head: &Head, body: &[u8], op: Operation) -> Result<
     if let Some(err) = shared.take_failure(op) {
         return Err(err);
     }
-    let verifier = shared.verifier();
+    let accepted = shared.accepted_credentials();
+    let verifier = shared.verifier(&accepted);
     let req = SignedRequest {
         method: &head.method,
         path: &head.path,

@@ -422,6 +422,32 @@ pub enum Event {
         /// Milliseconds until it is dropped (0 = until shutdown or replacement).
         ms: u64,
     },
+    /// The IoT credentials provider (iot.rs) issued credentials.
+    IotCredentials {
+        /// The thing the device certificate is registered to.
+        thing_name: String,
+        /// The role alias asked for.
+        role_alias: String,
+        /// Access key id of the issued credentials (never the secret or token).
+        access_key_id: String,
+        /// Their expiry, ISO 8601, by the emulator's clock.
+        expiration: String,
+    },
+    /// The IoT credentials provider refused a request.
+    IotRefused {
+        /// `tls_handshake`, `unknown_path`, `unknown_certificate`, `unknown_role_alias`,
+        /// `missing_thing_name` or `thing_name_mismatch`.
+        reason: String,
+        /// Status sent (none after a failed handshake).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        /// Request path (none after a failed handshake).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        /// The TLS error (failed handshakes only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 /// An [`Event`] with its time and sequence number, as one log line.

@@ -21,6 +21,7 @@ mod config;
 mod control;
 pub mod events;
 mod http;
+mod iot;
 mod manage;
 mod sdp;
 mod server;
@@ -41,6 +42,7 @@ pub use admin::{AdminReply, State, ViewerState};
 pub use config::{Credential, EmulatorConfig, Fault, Operation, RawFrame, Tamper};
 pub use control::{valid_arn, valid_name};
 pub use events::{Event, EventRecord};
+pub use iot::{IotConfig, IotDevice, IotEnv, IotKeyFormat};
 
 /// The JSON Schema of the admin API (what `GET /v1/schema` answers and
 /// `emulator/admin-api.schema.json` holds).
@@ -243,6 +245,8 @@ pub struct Emulator {
     addrs: Vec<SocketAddr>,
     temp_dir: Option<PathBuf>,
     stopped: AtomicBool,
+    /// The IoT credentials provider and its `KVS_IOT_*` values (iot.rs), when it runs.
+    iot: Option<(Arc<iot::IotProvider>, IotEnv)>,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -358,6 +362,7 @@ impl Emulator {
             tls_addr: addr,
             events,
             cfg: cfg.clone(),
+            iot_issued: Mutex::new(Vec::new()),
         });
         let channel = shared.new_channel(&cfg.channel_name, "SINGLE_MASTER", cfg.message_ttl_secs);
         let channel_arn = channel.arn.clone();
@@ -381,6 +386,37 @@ impl Emulator {
             admin_url: format!("http://{admin_host}"),
             event_log,
         };
+        let mut listeners = Vec::new();
+        let mut addrs = Vec::new();
+        // The IoT credentials provider: its own mutual-TLS listener (iot.rs).
+        let mut iot_env = None;
+        let iot = match &cfg.iot {
+            Some(iot_cfg) => {
+                let dir = state_dir.join("iot");
+                let (provider, device) =
+                    iot::IotProvider::new(iot_cfg.clone(), &material, &dir, &cfg.channel_name)?;
+                let (l, a) = iot::bind(cfg.bind, iot_cfg.port)?;
+                iot_env = Some(IotEnv {
+                    endpoint: format!("https://{a}"),
+                    role_alias: iot_cfg.role_alias.clone(),
+                    thing_name: device.thing_name,
+                    cert_file: device.cert_file,
+                    key_file: device.key_file,
+                    ca_file: env.ca_file.clone(),
+                    dir: provider.dir().to_path_buf(),
+                });
+                let provider = Arc::new(provider);
+                let (s, p) = (shared.clone(), provider.clone());
+                listeners.push(
+                    std::thread::Builder::new()
+                        .name("emu-iot-accept".into())
+                        .spawn(move || iot::accept_loop(s, p, l))?,
+                );
+                addrs.push(a);
+                Some(provider)
+            }
+            None => None,
+        };
 
         let s1 = shared.clone();
         let t1 = std::thread::Builder::new()
@@ -398,18 +434,47 @@ impl Emulator {
             max_viewers: cfg.max_viewers,
             auto_answer: cfg.auto_answer,
         });
+        listeners.extend([t1, t2]);
+        addrs.extend([addr, admin_addr]);
         Ok(Emulator {
             shared,
             env,
-            listeners: Mutex::new(vec![t1, t2]),
-            addrs: vec![addr, admin_addr],
+            listeners: Mutex::new(listeners),
+            addrs,
             temp_dir: if cfg.state_dir.is_none() {
                 temp_dir
             } else {
                 None
             },
             stopped: AtomicBool::new(false),
+            iot: iot.map(|p| (p, iot_env.expect("set with the provider"))),
         })
+    }
+
+    /// What a device needs to use the IoT credentials provider (`KVS_IOT_*`), when it runs.
+    pub fn iot_env(&self) -> Option<&IotEnv> {
+        self.iot.as_ref().map(|(_, env)| env)
+    }
+
+    /// The credentials the IoT credentials provider issued so far (expired ones included, for
+    /// an hour), secrets included, like [`EmulatorEnv`] carries the configured ones.
+    pub fn iot_issued_credentials(&self) -> Vec<Credential> {
+        lock(&self.shared.iot_issued).clone()
+    }
+
+    /// Issues (and registers) another device certificate for `thing_name` from the IoT
+    /// credentials provider's CA. Errors when the provider is off.
+    pub fn iot_issue_device(
+        &self,
+        thing_name: &str,
+        key_format: IotKeyFormat,
+    ) -> std::io::Result<IotDevice> {
+        match &self.iot {
+            Some((p, _)) => p.issue_device(thing_name, key_format),
+            None => Err(other_err(
+                "the IoT credentials provider is off (EmulatorConfig::iot)",
+            )),
+        }
     }
 
     /// Connection details for clients.

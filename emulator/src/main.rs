@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kvs_signaling_emulator::{Credential, Emulator, EmulatorConfig, Fault, Operation};
+use kvs_signaling_emulator::{
+    Credential, Emulator, EmulatorConfig, Fault, IotConfig, IotKeyFormat, Operation,
+};
 
 const HELP: &str = "\
 kvs-signaling-emulator — a local KVS WebRTC signaling service for tests (TLS on 127.0.0.1)
@@ -18,7 +20,9 @@ Once ready, writes PATH (atomically) with shell-sourceable KEY=VALUE lines: AWS_
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (only with --session-token),
 KVS_CHANNEL_NAME, KVS_CHANNEL_ARN, KVS_CONTROL_PLANE_URL, KVS_WSS_ENDPOINT, KVS_MASTER_WSS_ENDPOINT,
 KVS_HTTPS_ENDPOINT, KVS_CA_FILE, KVS_CLIENT_ID, KVS_EMULATOR_ADMIN_URL, KVS_EMULATOR_EVENT_LOG,
-KVS_EMULATOR_HOSTS (only with advertised names), KVS_EMULATOR_PID.
+KVS_EMULATOR_HOSTS (only with advertised names), KVS_EMULATOR_PID, and with --iot:
+KVS_IOT_CREDENTIALS_ENDPOINT, KVS_IOT_ROLE_ALIAS, KVS_IOT_THING_NAME, KVS_IOT_CERT_FILE,
+KVS_IOT_KEY_FILE, KVS_IOT_CA_FILE.
 Without --env-file the lines go to stdout. Exits after --max-seconds, on SIGTERM and on SIGINT.
 
 OPTIONS:
@@ -79,6 +83,13 @@ OPTIONS:
     --tls-key PEM                Server private key (PKCS#8 PEM)
     --state-dir DIR              Where the CA PEM and the event log go (default: a new temp dir)
     --event-log PATH             Event log path (default DIR/events.jsonl)
+    --iot                        Run the AWS IoT credentials provider (mutual TLS, own port) and
+                                 issue a device certificate + key into DIR/iot
+    --iot-port N                 Its port (default 0 = a free port; implies --iot)
+    --iot-role-alias A           The role alias that exists (default kvs-viewer-role-alias)
+    --iot-thing-name T           Thing of the device certificate (default: the channel name)
+    --iot-credential-seconds S   Lifetime of the issued credentials (default 3600)
+    --iot-key-format F           Device key: rsa (PKCS#1, default), pkcs8 or ec
     -h, --help                   Show this help
     -V, --version                Show the version
 
@@ -271,6 +282,33 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
             "--event-log" => {
                 cfg.event_log = Some(PathBuf::from(val().ok_or("--event-log needs a value")?))
             }
+            // The IoT credentials provider (emulator/src/iot.rs); every --iot-* flag enables it.
+            f if f.starts_with("--iot") => {
+                let iot = cfg.iot.get_or_insert_with(IotConfig::default);
+                match f {
+                    "--iot" => {}
+                    "--iot-port" => iot.port = num(f, val())?,
+                    "--iot-role-alias" => {
+                        iot.role_alias = val().ok_or("--iot-role-alias needs a value")?
+                    }
+                    "--iot-thing-name" => {
+                        iot.thing_name = Some(val().ok_or("--iot-thing-name needs a value")?)
+                    }
+                    "--iot-credential-seconds" => {
+                        iot.credential_seconds = num(f, val())?;
+                        if iot.credential_seconds == 0 {
+                            return Err("--iot-credential-seconds must be at least 1".into());
+                        }
+                    }
+                    "--iot-key-format" => {
+                        let v = val().ok_or("--iot-key-format needs a value")?;
+                        iot.key_format = IotKeyFormat::parse(&v).ok_or_else(|| {
+                            format!("--iot-key-format: '{v}' is not rsa, pkcs8 or ec")
+                        })?;
+                    }
+                    other => return Err(format!("unknown argument '{other}' (see --help)")),
+                }
+            }
             other => return Err(format!("unknown argument '{other}' (see --help)")),
         }
     }
@@ -348,6 +386,14 @@ fn main() -> ExitCode {
     }
     let env = emu.env().clone();
     let mut text = env.to_env_file();
+    if let Some(iot) = emu.iot_env() {
+        for (k, v) in iot.vars() {
+            text.push_str(&format!(
+                "{k}={}\n",
+                kvs_signaling_emulator::shell_quote(&v)
+            ));
+        }
+    }
     text.push_str(&format!("KVS_EMULATOR_PID={}\n", std::process::id()));
     match &cli.env_file {
         Some(p) => {
@@ -365,6 +411,13 @@ fn main() -> ExitCode {
         env.ca_file.display(),
         env.event_log.display()
     );
+    if let Some(iot) = emu.iot_env() {
+        eprintln!(
+            "kvs-signaling-emulator: IoT credentials provider on {}; device certificate and key in {}",
+            iot.endpoint,
+            iot.dir.display()
+        );
+    }
     let started = Instant::now();
     let deadline = (cli.max_seconds > 0).then(|| started + Duration::from_secs(cli.max_seconds));
     let mut scheduled = cli.scheduled;

@@ -202,6 +202,8 @@ pub(crate) struct Shared {
     /// MASTER WSS endpoint.
     pub master_wss_endpoint: String,
     pub https_endpoint: String,
+    /// Credentials issued by the IoT credentials provider (iot.rs), accepted until they expire.
+    pub iot_issued: Mutex<Vec<crate::config::Credential>>,
     /// The TLS listener's address (re-bound after `ServerDown`).
     pub tls_addr: std::net::SocketAddr,
 }
@@ -313,10 +315,22 @@ impl Shared {
         Some(err)
     }
 
-    /// The SigV4 verifier with this emulator's credentials, region, clock and tolerances.
-    pub fn verifier(&self) -> crate::sigv4::Verifier<'_> {
+    /// Every credential accepted now: the configured ones and those the IoT credentials
+    /// provider issued (iot.rs).
+    pub fn accepted_credentials(&self) -> Vec<crate::config::Credential> {
+        let mut all = self.cfg.credentials.clone();
+        all.extend(lock(&self.iot_issued).iter().cloned());
+        all
+    }
+
+    /// The SigV4 verifier over `credentials` (see `accepted_credentials`) with this emulator's
+    /// region, clock and tolerances.
+    pub fn verifier<'a>(
+        &'a self,
+        credentials: &'a [crate::config::Credential],
+    ) -> crate::sigv4::Verifier<'a> {
         crate::sigv4::Verifier {
-            credentials: &self.cfg.credentials,
+            credentials,
             region: &self.cfg.region,
             service: crate::sigv4::SERVICE,
             now: self.now(),

@@ -117,7 +117,8 @@ fn connect_verdict(shared: &Shared, head: &Head) -> Result<Target, ApiError> {
     if let Some(err) = shared.take_failure(Operation::Connect) {
         return Err(err);
     }
-    let verifier = shared.verifier();
+    let accepted = shared.accepted_credentials();
+    let verifier = shared.verifier(&accepted);
     let req = SignedRequest {
         method: &head.method,
         path: &head.path,

@@ -26,12 +26,12 @@ pub struct TlsMaterial {
     pub key_pem: Vec<u8>,
 }
 
-fn new_key() -> Result<PKey<Private>, openssl::error::ErrorStack> {
+pub(crate) fn new_key() -> Result<PKey<Private>, openssl::error::ErrorStack> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
     PKey::from_ec_key(EcKey::generate(&group)?)
 }
 
-fn serial() -> Result<openssl::asn1::Asn1Integer, openssl::error::ErrorStack> {
+pub(crate) fn serial() -> Result<openssl::asn1::Asn1Integer, openssl::error::ErrorStack> {
     let mut bn = BigNum::new()?;
     bn.rand(120, MsbOption::MAYBE_ZERO, false)?;
     bn.to_asn1_integer()

@@ -3,6 +3,7 @@
 //! Every export converts its arguments, runs the safe core inside a panic boundary, maps the
 //! error to a stable code and records the detail for `kvs_last_error_message`.
 
+mod credentials;
 mod handle;
 mod ice;
 mod ice_format;
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::error::Error;
 use crate::session::Viewer;
 
+pub use credentials::*;
 pub use handle::KvsViewer;
 pub use ice::*;
 pub use status::*;

@@ -1,17 +1,19 @@
 //! `#[repr(C)]` types of the C API and their conversion to and from the safe core.
 
-use std::ffi::{CStr, c_char};
+use std::ffi::{CStr, c_char, c_void};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PRESIGN_EXPIRES_S, ViewerConfig,
 };
+use crate::credentials::{CredentialProvider, CredentialSource, ExpiringCredentials};
 use crate::envelope::{Message, MessageType};
 use crate::error::{Error, ErrorKind};
 use crate::sigv4::Credentials;
 
 use super::KvsStatus;
+use super::credentials::KvsCredentialsCallback;
 use super::versioned::{
     frozen_size, read_prefix, struct_size_of, usable_size, write_prefix, zero_init,
 };
@@ -97,10 +99,60 @@ pub struct KvsViewerConfig {
     /// NULL or empty = `https://kinesisvideo.<region>.amazonaws.com` (`.amazonaws.com.cn` in
     /// China regions). (Appended in 0.1.)
     pub control_plane_url: *const c_char,
-    /// Keepalive: a WebSocket ping after this much silence, and the connection is reported
-    /// lost (`KVS_ERR_CLOSED`) when the ping gets no answer within the same time; 0 = 30000 ms.
+    /// Keepalive: a WebSocket ping after this much silence from the server; the peer is
+    /// declared dead when it gets no answer within `pong_timeout_ms`; 0 = 10000 ms (0.1: 30000).
     /// Shorter keeps NAT mappings of cellular links alive. (Appended in 0.1.)
     pub ping_interval_ms: u32,
+    /// How long a keepalive ping may go unanswered; 0 = 5000 ms; never more than
+    /// `ping_interval_ms`. (Appended in 0.2.)
+    pub pong_timeout_ms: u32,
+    /// Bound of `kvs_viewer_send` waiting for the connection (also while it reconnects);
+    /// 0 = 5000 ms. (Appended in 0.2.)
+    pub send_timeout_ms: u32,
+    /// Largest received payload delivered, in bytes; a larger message is skipped and counted,
+    /// never queued; 0 = `KVS_MAX_PAYLOAD_LEN`. (Appended in 0.2.)
+    pub max_message_len: u32,
+    /// Nonzero turns automatic reconnect off (0.1 behaviour: every end of the connection is
+    /// reported); 0 = reconnect by itself, announced by `KVS_MSG_RECONNECTED`. (Appended in 0.2.)
+    pub disable_auto_reconnect: u32,
+    /// Reconnect attempt n waits a random time in [0, min(cap, base * 2^n)); 0 = 100 ms.
+    /// (Appended in 0.2.)
+    pub reconnect_backoff_base_ms: u32,
+    /// See `reconnect_backoff_base_ms`; 0 = 10000 ms. (Appended in 0.2.)
+    pub reconnect_backoff_cap_ms: u32,
+    /// Give up reconnecting after this many failed attempts in a row (`recv` then reports the
+    /// last failure); 0 = never. (Appended in 0.2.)
+    pub reconnect_max_attempts: u32,
+    /// Give up reconnecting after this long without success; 0 = never. (Appended in 0.2.)
+    pub reconnect_max_duration_ms: u32,
+    /// AWS IoT credentials provider, `https://host[:port]`: the account's
+    /// `…credentials.iot.<region>.amazonaws.com` (`aws iot describe-endpoint --endpoint-type
+    /// iot:CredentialProvider`). With the other `iot_*` fields (all or none), and instead of
+    /// `access_key_id`/`secret_access_key`: temporary credentials fetched over mutual TLS
+    /// with the device certificate, and fetched again before they expire. (Appended in 0.2.)
+    pub iot_credentials_endpoint: *const c_char,
+    /// The role alias whose role the credentials are for. (Appended in 0.2.)
+    pub iot_role_alias: *const c_char,
+    /// The thing the device certificate is attached to (sent as `x-amzn-iot-thingname`).
+    /// (Appended in 0.2.)
+    pub iot_thing_name: *const c_char,
+    /// PEM device certificate. (Appended in 0.2.)
+    pub iot_cert_file: *const c_char,
+    /// PEM private key of the certificate: PKCS#1 (`BEGIN RSA PRIVATE KEY`, what AWS IoT hands
+    /// out), PKCS#8 or EC; not encrypted. Never logged. (Appended in 0.2.)
+    pub iot_key_file: *const c_char,
+    /// PEM CA bundle trusted for the credentials provider in addition to the system roots;
+    /// NULL = system roots only. (Appended in 0.2.)
+    pub iot_ca_file: *const c_char,
+    /// Instead of fixed keys or `iot_*`: a function filling `KvsCredentials` (a secure element,
+    /// a vault), called when credentials are first needed and again when they near their
+    /// expiry. NULL = none. (Appended in 0.2.)
+    pub credentials_callback: KvsCredentialsCallback,
+    /// Passed to `credentials_callback` as is. (Appended in 0.2.)
+    pub credentials_user_data: *mut c_void,
+    /// Expiry of the fixed `access_key_id`/`secret_access_key`/`session_token`, Unix seconds;
+    /// 0 = they do not expire. Presigned URLs never outlive it. (Appended in 0.2.)
+    pub credentials_expires_at_unix_s: i64,
 }
 
 /// `sizeof(KvsViewerConfig)` in the 0.1 header, frozen: what the 0.1 `kvs_viewer_config_init`
@@ -137,6 +189,23 @@ fn config_defaults() -> KvsViewerConfig {
         channel_name: std::ptr::null(),
         control_plane_url: std::ptr::null(),
         ping_interval_ms: 0,
+        pong_timeout_ms: 0,
+        send_timeout_ms: 0,
+        max_message_len: 0,
+        disable_auto_reconnect: 0,
+        reconnect_backoff_base_ms: 0,
+        reconnect_backoff_cap_ms: 0,
+        reconnect_max_attempts: 0,
+        reconnect_max_duration_ms: 0,
+        iot_credentials_endpoint: std::ptr::null(),
+        iot_role_alias: std::ptr::null(),
+        iot_thing_name: std::ptr::null(),
+        iot_cert_file: std::ptr::null(),
+        iot_key_file: std::ptr::null(),
+        iot_ca_file: std::ptr::null(),
+        credentials_callback: None,
+        credentials_user_data: std::ptr::null_mut(),
+        credentials_expires_at_unix_s: 0,
     }
 }
 
@@ -313,8 +382,15 @@ pub(crate) unsafe fn read_config(config: *const KvsViewerConfig) -> Result<Viewe
     let channel_arn = unsafe { optional_str(c.channel_arn, "channel_arn") }?.unwrap_or_default();
     let client_id = unsafe { required_str(c.client_id, "client_id") }?;
     let wss_endpoint = unsafe { optional_str(c.wss_endpoint, "wss_endpoint") }?.unwrap_or_default();
-    let access_key_id = unsafe { required_str(c.access_key_id, "access_key_id") }?;
-    let secret = unsafe { required_str(c.secret_access_key, "secret_access_key") }?;
+    // Credentials: a callback, the IoT provider, or fixed keys (credentials.rs).
+    let source = unsafe { credential_source(&c) }?;
+    let (access_key_id, secret) = match source {
+        Some(_) => ("", ""), // unused: every signer asks the source
+        None => (
+            unsafe { required_str(c.access_key_id, "access_key_id") }?,
+            unsafe { required_str(c.secret_access_key, "secret_access_key") }?,
+        ),
+    };
     let token = unsafe { optional_str(c.session_token, "session_token") }?;
     let ca_file = unsafe { optional_str(c.ca_file, "ca_file") }?;
     // Fields past the caller's `struct_size` kept their NULL default in the copy above.
@@ -328,6 +404,16 @@ pub(crate) unsafe fn read_config(config: *const KvsViewerConfig) -> Result<Viewe
         wss_endpoint,
         Credentials::new(access_key_id, secret, token),
     );
+    config.credential_source = match (source, c.credentials_expires_at_unix_s) {
+        (Some(source), _) => Some(CredentialProvider::new(source)),
+        (None, 0) => None,
+        (None, at) => Some(CredentialProvider::new(CredentialSource::Static(
+            ExpiringCredentials::new(
+                config.credentials.clone(),
+                Some(expiry("credentials_expires_at_unix_s", at)?),
+            ),
+        ))),
+    };
     config.ca_file = ca_file.map(PathBuf::from);
     config.channel_name = channel_name.filter(|s| !s.is_empty()).map(str::to_owned);
     config.control_plane_url = control_plane_url
@@ -345,7 +431,76 @@ pub(crate) unsafe fn read_config(config: *const KvsViewerConfig) -> Result<Viewe
         0 => DEFAULT_PING_INTERVAL,
         ms => Duration::from_millis(ms.into()),
     };
+    // 0.2 fields: 0 keeps the core's default.
+    let ms = |v: u32| (v != 0).then(|| Duration::from_millis(v.into()));
+    if let Some(t) = ms(c.pong_timeout_ms) {
+        config.pong_timeout = t;
+    }
+    if let Some(t) = ms(c.send_timeout_ms) {
+        config.send_timeout = t;
+    }
+    if c.max_message_len != 0 {
+        config.max_message_len = c.max_message_len as usize;
+    }
+    config.auto_reconnect = c.disable_auto_reconnect == 0;
+    if let Some(t) = ms(c.reconnect_backoff_base_ms) {
+        config.reconnect_backoff_base = t;
+    }
+    if let Some(t) = ms(c.reconnect_backoff_cap_ms) {
+        config.reconnect_backoff_cap = t;
+    }
+    config.reconnect_max_attempts = c.reconnect_max_attempts;
+    if let Some(t) = ms(c.reconnect_max_duration_ms) {
+        config.reconnect_max_duration = t;
+    }
     Ok(config)
+}
+
+/// The source the config selects: `credentials_callback`, or the `iot_*` fields; None = the
+/// fixed keys. Giving more than one is refused, naming the fields.
+///
+/// # Safety
+/// The config's strings are NULL or NUL-terminated.
+unsafe fn credential_source(c: &KvsViewerConfig) -> Result<Option<CredentialSource>, Error> {
+    // SAFETY: forwarded contract.
+    let iot = unsafe {
+        super::credentials::iot_settings(
+            c.iot_credentials_endpoint,
+            c.iot_role_alias,
+            c.iot_thing_name,
+            c.iot_cert_file,
+            c.iot_key_file,
+            c.iot_ca_file,
+        )
+    }?;
+    let callback =
+        super::credentials::callback_source(c.credentials_callback, c.credentials_user_data);
+    let keys = !c.access_key_id.is_null() || !c.secret_access_key.is_null();
+    let given = [
+        (callback.is_some(), "credentials_callback"),
+        (iot.is_some(), "iot_credentials_endpoint"),
+        (keys, "access_key_id"),
+    ];
+    let named: Vec<&str> = given
+        .iter()
+        .filter(|(set, _)| *set)
+        .map(|(_, n)| *n)
+        .collect();
+    if named.len() > 1 {
+        return Err(Error::invalid(
+            named[0],
+            format!(
+                "give one source of credentials, not {} and {}",
+                named[0], named[1]
+            ),
+        ));
+    }
+    Ok(callback.or(iot.map(CredentialSource::Iot)))
+}
+
+fn expiry(field: &str, unix_s: i64) -> Result<time::OffsetDateTime, Error> {
+    time::OffsetDateTime::from_unix_timestamp(unix_s)
+        .map_err(|_| Error::invalid(field, format!("{unix_s} is not a valid time")))
 }
 
 /// Unknown integers map to `Unknown`, which `send` refuses with a clear message: a C value
@@ -377,6 +532,7 @@ fn message_type_to_c(t: MessageType) -> KvsMessageType {
         MessageType::StatusResponse => KVS_MSG_STATUS_RESPONSE,
         MessageType::GoAway => KVS_MSG_GO_AWAY,
         MessageType::ReconnectIceServer => KVS_MSG_RECONNECT_ICE_SERVER,
+        MessageType::Reconnected => KVS_MSG_RECONNECTED,
     }
 }
 
@@ -392,6 +548,7 @@ pub(crate) fn message_type_name(t: i32) -> &'static CStr {
         MessageType::StatusResponse => c"STATUS_RESPONSE",
         MessageType::GoAway => c"GO_AWAY",
         MessageType::ReconnectIceServer => c"RECONNECT_ICE_SERVER",
+        MessageType::Reconnected => c"RECONNECTED",
     }
 }
 
@@ -550,6 +707,47 @@ mod tests {
         assert_eq!(MESSAGE_SIZE_0_1, 1840);
         assert!(size_of::<KvsViewerConfig>() >= CONFIG_SIZE_0_1);
         assert!(size_of::<KvsMessage>() >= MESSAGE_SIZE_0_1);
+    }
+
+    /// The 0.2 fields: 0 is the core's default, anything else is passed through.
+    #[test]
+    fn reconnect_and_keepalive_fields_reach_the_core() {
+        let mut c = config_defaults();
+        c.struct_size = size_of::<KvsViewerConfig>() as u32;
+        c.region = c"us-west-2".as_ptr();
+        c.channel_arn =
+            c"arn:aws:kinesisvideo:us-west-2:123456789012:channel/demo-channel/1234567890123"
+                .as_ptr();
+        c.client_id = c"v".as_ptr();
+        c.access_key_id = c"AKIAIOSFODNN7EXAMPLE".as_ptr();
+        c.secret_access_key = c"secret".as_ptr();
+        // SAFETY: a complete config whose strings are static C strings.
+        let defaults = unsafe { read_config(&c) }.unwrap();
+        let core = ViewerConfig::new("r", "", "v", "", Credentials::new("a", "b", None));
+        assert_eq!(defaults.pong_timeout, core.pong_timeout);
+        assert_eq!(defaults.send_timeout, core.send_timeout);
+        assert_eq!(defaults.max_message_len, core.max_message_len);
+        assert!(defaults.auto_reconnect);
+        assert_eq!(defaults.reconnect_backoff_cap, core.reconnect_backoff_cap);
+        assert_eq!(defaults.reconnect_max_attempts, 0);
+        c.pong_timeout_ms = 700;
+        c.send_timeout_ms = 800;
+        c.max_message_len = 9000;
+        c.disable_auto_reconnect = 1;
+        c.reconnect_backoff_base_ms = 50;
+        c.reconnect_backoff_cap_ms = 2000;
+        c.reconnect_max_attempts = 4;
+        c.reconnect_max_duration_ms = 60_000;
+        // SAFETY: as above.
+        let set = unsafe { read_config(&c) }.unwrap();
+        assert_eq!(set.pong_timeout, Duration::from_millis(700));
+        assert_eq!(set.send_timeout, Duration::from_millis(800));
+        assert_eq!(set.max_message_len, 9000);
+        assert!(!set.auto_reconnect);
+        assert_eq!(set.reconnect_backoff_base, Duration::from_millis(50));
+        assert_eq!(set.reconnect_backoff_cap, Duration::from_secs(2));
+        assert_eq!(set.reconnect_max_attempts, 4);
+        assert_eq!(set.reconnect_max_duration, Duration::from_secs(60));
     }
 
     #[test]

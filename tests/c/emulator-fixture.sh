@@ -3,7 +3,8 @@
 #   emulator-fixture.sh start EMULATOR_BINARY DIR   -> DIR/emulator.env, DIR/emulator.pid
 #   emulator-fixture.sh stop  EMULATOR_BINARY DIR
 # The emulator bounds its own life (--max-seconds), so a crashed ctest leaves nothing behind
-# for long. --max-viewers 3 keeps the client-limit test cheap.
+# for long. --max-viewers 3 keeps the client-limit test cheap; --iot runs the IoT credentials
+# provider for test_credentials.c.
 set -euo pipefail
 # shellcheck source=../../scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
@@ -21,7 +22,7 @@ case "$cmd" in
     fi
     KVS_EMULATOR_MAX_SECONDS="${KVS_EMULATOR_MAX_SECONDS:-1200}" \
       kvs_start_emulator "$bin" "$dir/emulator.env" "$dir/emulator.log" \
-      --max-viewers 3 --state-dir "$dir/state"
+      --max-viewers 3 --iot --state-dir "$dir/state"
     echo "$KVS_EMU_PID" >"$dir/emulator.pid"
     echo "emulator pid $KVS_EMU_PID ready: $dir/emulator.env"
     ;;

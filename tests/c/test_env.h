@@ -56,7 +56,7 @@ static inline void emulator_config(KvsViewerConfig *cfg, const char *client_id) 
   cfg->secret_access_key = getenv("AWS_SECRET_ACCESS_KEY");
   cfg->session_token = env_or("AWS_SESSION_TOKEN", NULL);
   cfg->ca_file = getenv("KVS_CA_FILE");
-  cfg->connect_timeout_ms = 30000; /* the first connect loads the CA store: slow under valgrind */
+  cfg->connect_timeout_ms = 30000; /* the whole connect, CA store load included, under valgrind */
 }
 
 static inline double now_s(void) {

@@ -135,7 +135,8 @@ ok "plain cc with pkg-config (shared, and static with Libs.private: $private)"
 # ---- 6. run them against the emulator ----
 KVS_EMU_PID=""
 trap 'kvs_stop_pid "$KVS_EMU_PID"' EXIT
-KVS_EMULATOR_MAX_SECONDS=300 kvs_start_emulator "$emulator" "$work/emulator.env" "$work/emulator.log"
+KVS_EMULATOR_MAX_SECONDS=300 kvs_start_emulator "$emulator" "$work/emulator.env" "$work/emulator.log" \
+  --iot
 
 run_viewer() { # NAME BINARY [VAR=VALUE...]: runs with the emulator's environment
   local name="$1" bin="$2"
@@ -177,6 +178,18 @@ run_viewer discovery "$work/examples-shared/viewer" KVS_WSS_ENDPOINT= KVS_CHANNE
   { cat "$work/discovery.out" "$work/discovery.err"; fail "discovering viewer exited non-zero"; }
 check_exchange discovery
 ok "viewer discovers from KVS_CHANNEL_NAME + KVS_CONTROL_PLANE_URL, prints its ICE servers"
+
+# Without AWS_ACCESS_KEY_ID the viewer trades the emulator's device certificate for credentials
+# at its IoT credentials provider (KVS_IOT_*, mutual TLS). The private key shows nowhere.
+run_viewer iot "$work/examples-shared/viewer" AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY= \
+  AWS_SESSION_TOKEN= || { cat "$work/iot.out" "$work/iot.err"; fail "viewer on KVS_IOT_* exited non-zero"; }
+check_exchange iot
+key_line="$(set -a; . "$work/emulator.env"; sed -n 2p "$KVS_IOT_KEY_FILE")"
+[ -n "$key_line" ] || fail "no device key line to look for"
+if grep -F -q -- "$key_line" "$work"/*.out "$work"/*.err "$work/emulator.log"; then
+  fail "device key material in an output"
+fi
+ok "viewer on KVS_IOT_* (AWS IoT credentials provider, device certificate); no key material in any output"
 
 for v in examples-shared/viewer_threads examples-static/viewer_threads; do
   name="$(echo "$v" | tr '/' '-')"
