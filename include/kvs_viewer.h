@@ -967,7 +967,9 @@ KvsStatus kvs_viewer_shutdown(struct KvsViewer *viewer);
  * Thread-safety: may overlap every other call on the handle. Blocked `recv` calls keep
  * waiting (within their timeout) and continue on the new connection; sends wait (up to 5 s)
  * and go out on it (each thread's sends in their order); a send is never reported `KVS_OK`
- * for a frame it dropped. Concurrent reconnects run one after the other. After `kvs_viewer_shutdown` (or
+ * for a frame it dropped. A send caught mid-flight by the reconnect may, rarely, arrive
+ * twice (on the old connection just before it closed, and on the new one): harmless for
+ * ICE candidates; send offers from the thread that reconnects. Concurrent reconnects run one after the other. After `kvs_viewer_shutdown` (or
  * while closing) it returns `KVS_ERR_CLOSED`.
  *
  * # Safety

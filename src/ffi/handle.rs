@@ -197,8 +197,9 @@ impl KvsViewer {
     }
 
     /// Runs `f` inside the gate until `deadline`, again on the new connection when it failed
-    /// with `Closed` because a reconnect began meanwhile (the frame or message was not
-    /// handed over, so nothing is lost or duplicated).
+    /// with `Closed` because a reconnect began meanwhile. Nothing is lost; a frame the old
+    /// connection flushed together with its close frame may be reported failed although it
+    /// arrived, so a send interrupted by a reconnect can, rarely, arrive twice.
     pub(crate) fn call_across_reconnects<T>(
         &self,
         deadline: Option<Instant>,

@@ -203,7 +203,8 @@ fn reconnect_while_sends_and_recv_run() {
     // SAFETY: nobody uses the handle after this.
     assert_eq!(unsafe { kvs_viewer_close(h.0) }, KVS_OK);
 
-    // Every candidate reported sent reached the service, none twice.
+    // Every candidate reported sent reached the service (a send caught by a reconnect may
+    // arrive twice: see `call_across_reconnects`).
     let sent = sent.load(Ordering::Acquire);
     let arrived = || {
         emu.events()
@@ -217,10 +218,16 @@ fn reconnect_while_sends_and_recv_run() {
     while arrived() < sent && Instant::now() < deadline {
         thread::yield_now();
     }
-    assert_eq!(arrived(), sent, "candidates sent vs arrived");
+    let arrived = arrived();
+    assert!(
+        arrived >= sent,
+        "{sent} candidates sent, only {arrived} arrived"
+    );
     assert!(sent > 0);
     println!(
-        "reconnect while sending: {} reconnects, {sent} candidates sent, all arrived",
-        iterations()
+        "reconnect while sending: {} reconnects, {sent} candidates sent, {arrived} arrived \
+         ({} twice)",
+        iterations(),
+        arrived - sent
     );
 }

@@ -219,6 +219,21 @@ pub(crate) fn with_handle(
     guard(|| f(handle))
 }
 
+/// Sends as `kvs_viewer_send` does: waits (up to the send timeout) for a reconnect in
+/// progress and goes out on the new connection.
+pub(crate) fn send_frame(
+    h: &KvsViewer,
+    message_type: crate::MessageType,
+    bytes: &[u8],
+    correlation_id: Option<&str>,
+) -> Result<(), KvsStatus> {
+    let deadline = Instant::now() + h.send_timeout;
+    h.call_across_reconnects(Some(deadline), |v, _| {
+        v.send(message_type, bytes, correlation_id)
+    })
+    .map_err(fail)
+}
+
 /// Runs `f` on the core viewer of a live handle (waiting while a reconnect runs).
 pub(crate) fn with_viewer(
     viewer: *const KvsViewer,
@@ -316,11 +331,7 @@ pub unsafe extern "C" fn kvs_viewer_send(
         // SAFETY: NULL or NUL-terminated, per the contract.
         let correlation_id =
             unsafe { types::optional_str(correlation_id, "correlation_id") }.map_err(fail)?;
-        let deadline = Instant::now() + h.send_timeout;
-        h.call_across_reconnects(Some(deadline), |v, _| {
-            v.send(message_type, bytes, correlation_id)
-        })
-        .map_err(fail)
+        send_frame(h, message_type, bytes, correlation_id)
     })
 }
 
@@ -454,7 +465,9 @@ pub unsafe extern "C" fn kvs_viewer_shutdown(viewer: *mut KvsViewer) -> KvsStatu
 /// Thread-safety: may overlap every other call on the handle. Blocked `recv` calls keep
 /// waiting (within their timeout) and continue on the new connection; sends wait (up to 5 s)
 /// and go out on it (each thread's sends in their order); a send is never reported `KVS_OK`
-/// for a frame it dropped. Concurrent reconnects run one after the other. After `kvs_viewer_shutdown` (or
+/// for a frame it dropped. A send caught mid-flight by the reconnect may, rarely, arrive
+/// twice (on the old connection just before it closed, and on the new one): harmless for
+/// ICE candidates; send offers from the thread that reconnects. Concurrent reconnects run one after the other. After `kvs_viewer_shutdown` (or
 /// while closing) it returns `KVS_ERR_CLOSED`.
 ///
 /// # Safety

@@ -14,7 +14,7 @@ use crate::payload::{self, Candidate};
 
 use super::types::{KvsMessage, KvsMessageType, copy_c_string, optional_str, payload_bytes};
 use super::versioned::struct_size_of;
-use super::{KvsStatus, KvsViewer, fail, guard, null_pointer, with_viewer};
+use super::{KvsStatus, KvsViewer, fail, guard, null_pointer, send_frame, with_handle};
 
 /// One output text: `buf`/`cap` the caller's buffer, `len` where its full length goes.
 struct Out {
@@ -500,12 +500,11 @@ pub unsafe extern "C" fn kvs_viewer_send_offer(
     if sdp.is_null() {
         return null_pointer("sdp");
     }
-    with_viewer(viewer, |v| {
+    with_handle(viewer, |h| {
         // SAFETY: forwarded contract.
         let sdp = unsafe { required(sdp, "sdp") }?;
         let json = payload::offer(sdp).map_err(fail)?;
-        v.send(MessageType::SdpOffer, json.as_bytes(), None)
-            .map_err(fail)
+        send_frame(h, MessageType::SdpOffer, json.as_bytes(), None)
     })
 }
 
@@ -530,10 +529,9 @@ pub unsafe extern "C" fn kvs_viewer_send_candidate(
     if candidate.is_null() {
         return null_pointer("candidate");
     }
-    with_viewer(viewer, |v| {
+    with_handle(viewer, |h| {
         // SAFETY: forwarded contract.
         let json = unsafe { candidate_json(candidate, sdp_mid, sdp_mline_index) }?;
-        v.send(MessageType::IceCandidate, json.as_bytes(), None)
-            .map_err(fail)
+        send_frame(h, MessageType::IceCandidate, json.as_bytes(), None)
     })
 }
