@@ -1298,6 +1298,25 @@ KvsStatus kvs_viewer_send_candidate(struct KvsViewer *viewer,
                                     int32_t sdp_mline_index);
 
 /**
+ * A file descriptor that is readable exactly while `kvs_viewer_recv(viewer, &msg, 0)` would
+ * return at once: with a message, or with the code that ends the handle (`KVS_ERR_CLOSED`
+ * after `kvs_viewer_shutdown`, or the failure that ended it). For GLib (`g_unix_fd_add(fd,
+ * G_IO_IN, ...)`), `epoll` or `select` loops: when it is readable, call `kvs_viewer_recv`
+ * with timeout 0 until it returns `KVS_ERR_TIMEOUT`. Level-triggered: it stays readable while
+ * messages are queued (a `KVS_ERR_BUFFER_TOO_SMALL` leaves the message, and the fd, as they
+ * were).
+ *
+ * Returns the fd (≥ 0), or a negative `KvsStatus`: `KVS_ERR_NULL_POINTER`, or
+ * `KVS_ERR_CLOSED` once `kvs_viewer_close` has started. The same fd for the handle's whole
+ * life, reconnects included. Only poll it: never read, write or close it; it is closed by
+ * `kvs_viewer_close`, so remove it from your loop before. Thread-safety: any thread.
+ *
+ * # Safety
+ * `viewer` must be NULL or come from `kvs_viewer_connect` and not be closed.
+ */
+int32_t kvs_viewer_get_fd(const struct KvsViewer *viewer);
+
+/**
  * Zeroes the caller's `size` bytes at `stats` and sets `struct_size = size`. Use the
  * `kvs_viewer_stats_init` macro, which passes `sizeof *(stats)`. Thread-safe.
  *

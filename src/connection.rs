@@ -427,6 +427,7 @@ impl Connection {
                 let message_type = message.message_type;
                 state.stats.received.add(message_type);
                 state.inbound.push_back(message);
+                self.shared.sync_ready(&mut state);
                 drop(state);
                 self.shared.arrived.notify_all();
                 diag!(

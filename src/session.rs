@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -121,6 +121,8 @@ pub(crate) struct State {
     pub(crate) stats: Stats,
     /// When the current connection opened, for `Stats::connected_*`.
     connected_at: Option<(Instant, SystemTime)>,
+    /// Whether the ready pair holds its byte (the fd of `Viewer::ready_fd` is readable).
+    ready_signalled: bool,
 }
 
 pub(crate) struct Shared {
@@ -128,6 +130,11 @@ pub(crate) struct Shared {
     pub(crate) arrived: Condvar,
     wake_tx: UnixStream,
     pub(crate) wake_rx: UnixStream,
+    /// One byte sits in this pair exactly while `recv` would return at once: the app polls
+    /// `ready_rx` (`Viewer::ready_fd`); only `sync_ready`, under the state lock, writes or
+    /// reads it.
+    ready_tx: UnixStream,
+    ready_rx: UnixStream,
 }
 
 impl Shared {
@@ -137,12 +144,37 @@ impl Shared {
         let (wake_tx, wake_rx) = UnixStream::pair().map_err(setup)?;
         wake_tx.set_nonblocking(true).map_err(setup)?;
         wake_rx.set_nonblocking(true).map_err(setup)?;
+        let (ready_tx, ready_rx) = UnixStream::pair().map_err(setup)?;
+        ready_tx.set_nonblocking(true).map_err(setup)?;
+        ready_rx.set_nonblocking(true).map_err(setup)?;
         Ok(Arc::new(Shared {
             state: Mutex::new(State::default()),
             arrived: Condvar::new(),
             wake_tx,
             wake_rx,
+            ready_tx,
+            ready_rx,
         }))
+    }
+
+    /// Makes the ready fd readable exactly while `recv` would return at once (a message is
+    /// queued, or the viewer ended or is closing). Call with the lock held after every change
+    /// of those, so the fd never says "readable" for a `recv` that would block.
+    pub(crate) fn sync_ready(&self, state: &mut State) {
+        let ready =
+            !state.inbound.is_empty() || state.ended.is_some() || state.stop == Some(Stop::Close);
+        if ready == state.ready_signalled {
+            return;
+        }
+        // Non-blocking, one byte: the pair's buffer never holds more than that one.
+        let done = if ready {
+            (&self.ready_tx).write(&[1]).is_ok()
+        } else {
+            io::Read::read(&mut &self.ready_rx, &mut [0u8; 1]).is_ok()
+        };
+        if done {
+            state.ready_signalled = ready;
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -595,6 +627,7 @@ fn reconnected(shared: &Shared, announce: bool) {
             payload: Vec::new(),
             status: None,
         });
+        shared.sync_ready(&mut state);
     }
     drop(state);
     shared.arrived.notify_all();
@@ -613,6 +646,7 @@ fn finish(shared: &Shared, reason: EndReason, held: Vec<Outgoing>) {
     }
     state.ended = Some(reason);
     state.connected_at = None;
+    shared.sync_ready(&mut state);
     drop(state);
     shared.arrived.notify_all();
 }
@@ -737,12 +771,15 @@ impl Viewer {
             .link
             .open(&Deadline::after(self.link.config.connect_timeout))
             .inspect_err(|e| {
-                self.shared.lock().ended = Some(EndReason::Failed(e.clone()));
+                let mut state = self.shared.lock();
+                state.ended = Some(EndReason::Failed(e.clone()));
+                self.shared.sync_ready(&mut state);
             })?;
         {
             let mut state = self.shared.lock();
             state.ended = None;
             state.stop = None;
+            self.shared.sync_ready(&mut state);
         }
         *thread = Some(spawn(&self.link, &self.shared, ws)?);
         let mut state = self.shared.lock();
@@ -861,6 +898,7 @@ impl Viewer {
             if let Some(front) = state.inbound.front() {
                 let value = take(front)?;
                 state.inbound.pop_front();
+                self.shared.sync_ready(&mut state);
                 return Ok(value);
             }
             if let Some(end) = &state.ended {
@@ -903,6 +941,15 @@ impl Viewer {
         self.recv_with(timeout, |m| Ok(m.clone()))
     }
 
+    /// A file descriptor that is readable exactly while `recv` would return at once — a
+    /// message is queued, or the viewer has ended (then `recv` reports why) — for `poll`,
+    /// `epoll` or a GLib main loop instead of a thread blocked in `recv`. Level-triggered:
+    /// it stays readable until the queue is empty. Only poll it: never read, write or close
+    /// it. Valid until the viewer is closed; the same fd across reconnects.
+    pub fn ready_fd(&self) -> BorrowedFd<'_> {
+        self.shared.ready_rx.as_fd()
+    }
+
     /// Counters of the current connection and the ones before it.
     pub fn stats(&self) -> Stats {
         let mut stats = {
@@ -935,6 +982,7 @@ impl Viewer {
                 return;
             }
             state.stop = Some(Stop::Close);
+            self.shared.sync_ready(&mut state);
         }
         self.shared.wake();
         self.shared.arrived.notify_all();

@@ -1327,3 +1327,62 @@ fn presign_expiry_is_followed_by_a_fresh_presign() {
     assert!(connects[1] > connects[0], "a fresh presign: {connects:?}");
     v.close().unwrap();
 }
+
+/// Whether `fd` is readable within `wait` (poll(2), as an event loop would ask).
+fn readable(fd: std::os::fd::BorrowedFd<'_>, wait: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid, initialised pollfd that outlives the call; length matches.
+    let n = unsafe { libc::poll(&mut p, 1, wait.as_millis() as libc::c_int) };
+    assert!(n >= 0, "poll: {}", std::io::Error::last_os_error());
+    n == 1 && p.revents & libc::POLLIN != 0
+}
+
+/// The ready fd says "readable" exactly while `recv(0)` returns at once: not before the
+/// answer, while messages are queued, not once they are taken, and again for the end after `request_close`.
+#[test]
+fn the_ready_fd_is_readable_exactly_while_recv_would_not_block() {
+    let emu = start(EmulatorConfig {
+        answer_candidates: 2,
+        ..EmulatorConfig::default()
+    });
+    let v = connect(&emu, "polled");
+    let fd = v.ready_fd();
+    assert!(!readable(fd, Duration::ZERO), "nothing queued yet");
+    assert_eq!(
+        v.recv(Some(Duration::ZERO)).unwrap_err().kind,
+        ErrorKind::Timeout
+    );
+
+    v.send(MessageType::SdpOffer, OFFER.as_bytes(), None)
+        .unwrap();
+    let mut types = Vec::new();
+    while types.len() < 3 {
+        assert!(readable(fd, BOUND), "the answer and candidates come");
+        while let Ok(m) = v.recv(Some(Duration::ZERO)) {
+            types.push(m.message_type);
+        }
+    }
+    assert_eq!(
+        types,
+        [
+            MessageType::SdpAnswer,
+            MessageType::IceCandidate,
+            MessageType::IceCandidate
+        ]
+    );
+    assert!(!readable(fd, Duration::ZERO), "all taken");
+
+    v.request_close();
+    assert!(readable(fd, BOUND), "the end is news too");
+    assert_eq!(
+        v.recv(Some(Duration::ZERO)).unwrap_err().kind,
+        ErrorKind::Closed
+    );
+    assert!(readable(fd, Duration::ZERO), "and stays so");
+    v.close().unwrap();
+}

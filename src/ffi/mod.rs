@@ -9,6 +9,7 @@ mod ice;
 mod ice_format;
 mod log;
 mod payload;
+mod poll;
 mod stats;
 mod status;
 mod types;

@@ -6,6 +6,7 @@
  * Reads the emulator's env file (KEY=VALUE lines) named by KVS_TEST_ENV_FILE. */
 #define _POSIX_C_SOURCE 200809L
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -486,6 +487,59 @@ static void test_future_struct_sizes(void) {
   free(ice);
 }
 
+/* An event loop instead of a receive thread: the handle's fd is readable exactly while
+ * kvs_viewer_recv(v, &msg, 0) returns at once. */
+static int fd_readable(int fd, int wait_ms) {
+  struct pollfd p;
+  p.fd = fd;
+  p.events = POLLIN;
+  p.revents = 0;
+  return poll(&p, 1, wait_ms) == 1 && (p.revents & POLLIN);
+}
+
+static void test_pollable_fd(void) {
+  CHECK_CODE(kvs_viewer_get_fd(NULL), KVS_ERR_NULL_POINTER);
+  KvsViewerConfig cfg;
+  emulator_config(&cfg, "c-test-poll");
+  KvsViewer *v = NULL;
+  CHECK_CODE(kvs_viewer_connect(&cfg, &v), KVS_OK);
+  if (!v) return;
+  int fd = kvs_viewer_get_fd(v);
+  CHECK(fd >= 0);
+  if (fd < 0) {
+    kvs_viewer_close(v);
+    return;
+  }
+  CHECK(!fd_readable(fd, 0));
+
+  char small[8], buf[16384];
+  KvsMessage msg;
+  CHECK_CODE(kvs_viewer_send(v, KVS_MSG_SDP_OFFER, OFFER, strlen(OFFER), NULL), KVS_OK);
+  int answers = 0, rounds = 0;
+  while (answers == 0 && rounds++ < 20) {
+    if (!fd_readable(fd, 10000)) break;
+    /* A buffer that is too small takes nothing: the fd stays readable. */
+    kvs_message_init(&msg, small, sizeof small);
+    CHECK_CODE(kvs_viewer_recv(v, &msg, 0), KVS_ERR_BUFFER_TOO_SMALL);
+    CHECK(fd_readable(fd, 0));
+    kvs_message_init(&msg, buf, sizeof buf);
+    while (kvs_viewer_recv(v, &msg, 0) == KVS_OK) {
+      if (msg.message_type == KVS_MSG_SDP_ANSWER) answers++;
+      kvs_message_init(&msg, buf, sizeof buf);
+    }
+  }
+  CHECK(answers == 1);
+  CHECK(kvs_viewer_get_fd(v) == fd); /* the same fd for the handle's life */
+
+  /* The end is news too: readable, and recv says why. */
+  CHECK_CODE(kvs_viewer_shutdown(v), KVS_OK);
+  CHECK(fd_readable(fd, 10000));
+  kvs_message_init(&msg, buf, sizeof buf);
+  while (kvs_viewer_recv(v, &msg, 0) == KVS_OK) kvs_message_init(&msg, buf, sizeof buf);
+  CHECK_CODE(kvs_viewer_recv(v, &msg, 0), KVS_ERR_CLOSED);
+  CHECK_CODE(kvs_viewer_close(v), KVS_OK);
+}
+
 int main(void) {
   if (load_test_env() != 0) return 2;
   test_exchange();
@@ -499,5 +553,6 @@ int main(void) {
   test_future_struct_sizes();
   test_shutdown_wakes_blocked_calls();
   test_reconnect_during_sends();
+  test_pollable_fd();
   return test_summary("test_live");
 }
