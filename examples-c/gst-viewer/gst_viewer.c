@@ -23,8 +23,11 @@
  *     candidates that arrive before the answer is applied (the service may reorder them).
  *
  * Threads: GStreamer calls 2 and 3 on its own threads (kvs_viewer_send_* are safe from any
- * thread); received messages (4) are handled in the GLib main loop, one at a time. See
- * recv_thread.h for how they get there.
+ * thread); received messages (4) are handled in the GLib main loop, one at a time: the
+ * handle's fd (kvs_viewer_get_fd) is a main-loop source, so no receive thread is needed.
+ * Reconnects (a dropped connection, GO_AWAY) are the library's own: it announces each with
+ * KVS_MSG_RECONNECTED, and the peer connection, which does not depend on signaling once
+ * connected, carries on.
  */
 #define GST_USE_UNSTABLE_API /* webrtcbin's headers ask for it */
 #include <gst/gst.h>
@@ -34,8 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "recv_thread.h"
+#include <glib-unix.h>
 
 #define VIDEO_CAPS "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000"
 #define DECODE_CHAIN "rtpvp8depay ! vp8dec ! fakesink name=sink sync=false signal-handoffs=true"
@@ -44,7 +46,8 @@ typedef struct {
   GMainLoop *loop;
   GstElement *pipeline, *webrtc;
   KvsViewer *viewer;
-  RecvThread *recv;
+  guint signaling_source; /* the handle's fd in the main loop; 0 once signaling ended */
+  char recv_buf[KVS_MAX_PAYLOAD_LEN + 1]; /* holds any payload the service relays */
   gint64 start_us;
   int frames_wanted;
   gint frames;      /* atomic: written by the streaming thread */
@@ -290,6 +293,33 @@ static gboolean on_timeout(gpointer data) {
   return G_SOURCE_REMOVE;
 }
 
+/* The handle's fd is readable: take every message queued, without blocking. */
+static gboolean on_signaling_ready(gint fd, GIOCondition cond, gpointer data) {
+  App *app = data;
+  (void)fd;
+  (void)cond;
+  for (;;) {
+    KvsMessage msg;
+    kvs_message_init(&msg, app->recv_buf, sizeof app->recv_buf);
+    KvsStatus rc = kvs_viewer_recv(app->viewer, &msg, 0);
+    if (rc == KVS_ERR_TIMEOUT) return G_SOURCE_CONTINUE; /* drained: wait for the fd */
+    if (rc != KVS_OK) { /* signaling ended for good (a final error); media keeps flowing */
+      char detail[512] = "";
+      kvs_last_error_message(detail, sizeof detail);
+      printf("signaling: ended: %s (%d) %s\n", kvs_error_name(rc), (int)rc, detail);
+      app->signaling_source = 0;
+      return G_SOURCE_REMOVE;
+    }
+    if (msg.message_type == KVS_MSG_GO_AWAY) {
+      printf("signaling: GO_AWAY (the library moves to a new connection by itself)\n");
+    } else if (msg.message_type == KVS_MSG_RECONNECTED) {
+      printf("signaling: reconnected automatically\n");
+    } else {
+      on_signaling_message(msg.message_type, app->recv_buf, msg.payload_len, app);
+    }
+  }
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   gst_init(&argc, &argv);
@@ -360,13 +390,19 @@ int main(int argc, char **argv) {
   gst_bus_add_watch(bus, on_bus, &app);
   gst_object_unref(bus);
 
-  app.recv = recv_thread_start(viewer, on_signaling_message, &app);
+  int fd = kvs_viewer_get_fd(viewer);
+  if (fd < 0) {
+    fail_kvs((KvsStatus)fd, "kvs_viewer_get_fd");
+    kvs_viewer_close(viewer);
+    return 1;
+  }
+  app.signaling_source = g_unix_fd_add(fd, G_IO_IN, on_signaling_ready, &app);
   g_timeout_add_seconds((guint)timeout_s, on_timeout, &app);
   gst_element_set_state(app.pipeline, GST_STATE_PLAYING);
   g_main_loop_run(app.loop);
 
   gst_element_set_state(app.pipeline, GST_STATE_NULL);
-  recv_thread_stop(app.recv);
+  if (app.signaling_source) g_source_remove(app.signaling_source); /* before close frees the fd */
   kvs_viewer_close(viewer);
   printf("done frames=%d exit=%d\n", g_atomic_int_get(&app.frames), app.exit_code);
   gst_object_unref(app.pipeline);
