@@ -1048,6 +1048,33 @@ KvsStatus kvs_viewer_ice_server_get(struct KvsViewer *viewer,
                                     struct KvsIceServer *out);
 
 /**
+ * Copies every ICE server of one fetch at once (STUN first) into `servers[0..count]`, with
+ * that fetch's generation: a number that grows with every refresh (`kvs_viewer_refresh_ice_servers`,
+ * `KVS_MSG_RECONNECT_ICE_SERVER`, the TTL), so a changed number means new TURN credentials.
+ * Unlike `kvs_viewer_ice_server_count` + `_get`, the list cannot mix two fetches. Fetches
+ * like `kvs_viewer_ice_server_count` when the servers are near their TTL.
+ *
+ * `servers` is an array of `cap` structs, each prepared by `kvs_ice_server_init` (their
+ * `struct_size` is the array's stride); `KVS_MAX_ICE_SERVERS` always suffices.
+ *
+ * Errors: `KVS_ERR_NULL_POINTER` (`servers` with `cap` > 0, `out_count`),
+ * `KVS_ERR_BUFFER_TOO_SMALL` (`cap` below the count: only `*out_count` is written, with the
+ * count needed), `KVS_ERR_INVALID_ARGUMENT` (`servers[0].struct_size` too small), and the
+ * fetch errors of `kvs_viewer_ice_server_count`. `out_generation` may be NULL.
+ *
+ * Thread-safety: as `kvs_viewer_ice_server_count`.
+ *
+ * # Safety
+ * `viewer` must come from `kvs_viewer_connect` and not be closed; `servers` must point to
+ * `cap` writable structs of the size in `servers[0].struct_size`.
+ */
+KvsStatus kvs_viewer_ice_servers_snapshot(struct KvsViewer *viewer,
+                                          struct KvsIceServer *servers,
+                                          size_t cap,
+                                          size_t *out_count,
+                                          uint64_t *out_generation);
+
+/**
  * Fetches the TURN servers now (one GetIceServerConfig; the endpoints are kept), e.g. after
  * a `KVS_MSG_RECONNECT_ICE_SERVER` message or before an ICE restart. Read them afterwards
  * with `kvs_viewer_ice_server_count` / `kvs_viewer_ice_server_get`.

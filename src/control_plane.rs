@@ -29,7 +29,7 @@ use crate::deadline::Deadline;
 use crate::diag::{self, Step, diag};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{self, Request};
-use crate::ice::{self, IceCache, IceServer};
+use crate::ice::{self, IceCache, IceServer, IceSnapshot};
 use crate::sigv4::{self, Credentials, HeaderSignRequest};
 use crate::transport::{parse_error_body, parse_http_date};
 use crate::validate::{self, Endpoint};
@@ -491,6 +491,11 @@ impl ChannelDirectory {
     /// within 30 s of the smallest TTL. Holds only the ICE lock while fetching: the
     /// connection thread and `send`/`recv` are never blocked by it.
     pub(crate) fn ice_servers(&self, force: bool, deadline: &Deadline) -> Result<Vec<IceServer>> {
+        Ok(self.ice_snapshot(force, deadline)?.servers)
+    }
+
+    /// The servers of one fetch with its generation, read under one lock.
+    pub(crate) fn ice_snapshot(&self, force: bool, deadline: &Deadline) -> Result<IceSnapshot> {
         // Lines wait until the lock is released: the log callback may call back in.
         let _quiet = diag::hold();
         let mut cache = lock(&self.ice);
@@ -522,13 +527,17 @@ impl ChannelDirectory {
                         String::new()
                     }
                 );
-                *cache = Some(IceCache::new(turn, dropped, fetched_at));
+                let generation = cache.as_ref().map_or(1, |c| c.generation() + 1);
+                *cache = Some(IceCache::new(turn, dropped, fetched_at, generation));
             }
         }
         Ok(cache
             .as_ref()
-            .map(|c| c.servers(&self.region))
-            .unwrap_or_default())
+            .map(|c| c.snapshot(&self.region))
+            .unwrap_or(IceSnapshot {
+                generation: 0,
+                servers: Vec::new(),
+            }))
     }
 
     /// TURN server sets fetched after the first.

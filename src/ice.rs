@@ -209,10 +209,23 @@ pub fn parse_ice_server_config(body: &[u8]) -> Result<(Vec<IceServer>, usize)> {
     Ok((servers, dropped))
 }
 
+/// The ICE servers of one fetch, all at once: STUN first, then the TURN servers.
+#[derive(Debug, Clone)]
+pub struct IceSnapshot {
+    /// Which fetch the list came from: 1 for the first, one more for every refresh (by
+    /// `refresh_ice_servers`, `RECONNECT_ICE_SERVER` or the TTL). A new number means new TURN
+    /// credentials.
+    pub generation: u64,
+    /// The servers, STUN first.
+    pub servers: Vec<IceServer>,
+}
+
 /// The TURN servers of the last fetch and when to fetch again.
 #[derive(Debug, Clone)]
 pub(crate) struct IceCache {
     turn: Vec<IceServer>,
+    /// 1 for the first fetch, one more for each after it.
+    generation: u64,
     /// `fetched_at + min(Ttl) − 30 s`.
     refresh_at: Instant,
     /// Servers over [`MAX_TURN_SERVERS`] dropped from the last answer.
@@ -220,7 +233,12 @@ pub(crate) struct IceCache {
 }
 
 impl IceCache {
-    pub(crate) fn new(turn: Vec<IceServer>, dropped: usize, fetched_at: Instant) -> IceCache {
+    pub(crate) fn new(
+        turn: Vec<IceServer>,
+        dropped: usize,
+        fetched_at: Instant,
+        generation: u64,
+    ) -> IceCache {
         let lifetime = turn
             .iter()
             .map(|s| Duration::from_secs(s.ttl_s.into()))
@@ -228,6 +246,7 @@ impl IceCache {
             .unwrap_or(EMPTY_LIST_RETRY);
         IceCache {
             turn,
+            generation,
             refresh_at: fetched_at + lifetime.saturating_sub(REFRESH_GRACE),
             dropped,
         }
@@ -239,11 +258,18 @@ impl IceCache {
     }
 
     /// STUN first, then the TURN servers in the service's order.
-    pub(crate) fn servers(&self, region: &str) -> Vec<IceServer> {
-        let mut all = Vec::with_capacity(self.turn.len() + 1);
-        all.push(stun_server(region));
-        all.extend(self.turn.iter().cloned());
-        all
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub(crate) fn snapshot(&self, region: &str) -> IceSnapshot {
+        let mut servers = Vec::with_capacity(self.turn.len() + 1);
+        servers.push(stun_server(region));
+        servers.extend(self.turn.iter().cloned());
+        IceSnapshot {
+            generation: self.generation,
+            servers,
+        }
     }
 }
 
@@ -363,8 +389,8 @@ mod tests {
             ["stun:stun.kinesisvideo.cn-north-1.amazonaws.com.cn:443"]
         );
         let (turn, _) = parse(vec![server(3, json!(300))]).unwrap();
-        let cache = IceCache::new(turn, 0, Instant::now());
-        let all = cache.servers("us-west-2");
+        let cache = IceCache::new(turn, 0, Instant::now(), 1);
+        let all = cache.snapshot("us-west-2").servers;
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].ttl_s, 0);
         assert!(all[0].uris[0].starts_with("stun:"));
@@ -375,11 +401,11 @@ mod tests {
     fn refresh_within_the_grace_of_the_smallest_ttl() {
         let (turn, _) = parse(vec![server(1, json!(300)), server(1, json!(100))]).unwrap();
         let t0 = Instant::now();
-        let cache = IceCache::new(turn, 0, t0);
+        let cache = IceCache::new(turn, 0, t0, 1);
         assert!(cache.is_fresh(t0));
         assert!(cache.is_fresh(t0 + Duration::from_secs(69)));
         assert!(!cache.is_fresh(t0 + Duration::from_secs(70)));
-        let empty = IceCache::new(Vec::new(), 0, t0);
+        let empty = IceCache::new(Vec::new(), 0, t0, 1);
         assert!(empty.is_fresh(t0 + Duration::from_secs(269)));
         assert!(!empty.is_fresh(t0 + Duration::from_secs(270)));
     }

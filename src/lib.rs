@@ -61,7 +61,7 @@ pub use credentials::{
 pub use diag::{CauseCounts, Disconnect, DisconnectCause, MessageCounts};
 pub use envelope::{MAX_ENCODED_PAYLOAD, MAX_PAYLOAD, Message, MessageType, StatusResponse};
 pub use error::{Error, ErrorKind, Result};
-pub use ice::{IceServer, MAX_ICE_STRING_LEN, MAX_TURN_SERVERS, MAX_URIS_PER_SERVER};
+pub use ice::{IceServer, IceSnapshot, MAX_ICE_STRING_LEN, MAX_TURN_SERVERS, MAX_URIS_PER_SERVER};
 pub use session::{Stats, Viewer};
 pub use sigv4::Credentials;
 pub mod ffi;

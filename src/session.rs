@@ -30,7 +30,7 @@ use crate::deadline::Deadline;
 use crate::diag::{self, CauseCounts, Disconnect, DisconnectCause, MessageCounts, Step, diag};
 use crate::envelope::{self, Message, MessageType};
 use crate::error::{Error, ErrorKind, Result};
-use crate::ice::IceServer;
+use crate::ice::{IceServer, IceSnapshot};
 use crate::sigv4::{self, PresignRequest};
 use crate::transport::{self, Stream};
 use crate::validate::{self, Endpoint};
@@ -1058,6 +1058,16 @@ impl Viewer {
         self.link
             .channel
             .ice_servers(false, &self.control_deadline())
+    }
+
+    /// The ICE servers of one fetch, with its generation (a new number: new TURN
+    /// credentials). Fetches like [`ice_servers`](Self::ice_servers) when they are near
+    /// their TTL.
+    pub fn ice_snapshot(&self) -> Result<IceSnapshot> {
+        let _log = diag::viewer_scope(&self.link.label);
+        self.link
+            .channel
+            .ice_snapshot(false, &self.control_deadline())
     }
 
     /// Fetches the TURN servers now (e.g. on `RECONNECT_ICE_SERVER`) and returns the new list.

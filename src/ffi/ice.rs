@@ -204,6 +204,82 @@ pub unsafe extern "C" fn kvs_viewer_ice_server_get(
     })
 }
 
+/// Copies every ICE server of one fetch at once (STUN first) into `servers[0..count]`, with
+/// that fetch's generation: a number that grows with every refresh (`kvs_viewer_refresh_ice_servers`,
+/// `KVS_MSG_RECONNECT_ICE_SERVER`, the TTL), so a changed number means new TURN credentials.
+/// Unlike `kvs_viewer_ice_server_count` + `_get`, the list cannot mix two fetches. Fetches
+/// like `kvs_viewer_ice_server_count` when the servers are near their TTL.
+///
+/// `servers` is an array of `cap` structs, each prepared by `kvs_ice_server_init` (their
+/// `struct_size` is the array's stride); `KVS_MAX_ICE_SERVERS` always suffices.
+///
+/// Errors: `KVS_ERR_NULL_POINTER` (`servers` with `cap` > 0, `out_count`),
+/// `KVS_ERR_BUFFER_TOO_SMALL` (`cap` below the count: only `*out_count` is written, with the
+/// count needed), `KVS_ERR_INVALID_ARGUMENT` (`servers[0].struct_size` too small), and the
+/// fetch errors of `kvs_viewer_ice_server_count`. `out_generation` may be NULL.
+///
+/// Thread-safety: as `kvs_viewer_ice_server_count`.
+///
+/// # Safety
+/// `viewer` must come from `kvs_viewer_connect` and not be closed; `servers` must point to
+/// `cap` writable structs of the size in `servers[0].struct_size`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kvs_viewer_ice_servers_snapshot(
+    viewer: *mut KvsViewer,
+    servers: *mut KvsIceServer,
+    cap: usize,
+    out_count: *mut usize,
+    out_generation: *mut u64,
+) -> KvsStatus {
+    if out_count.is_null() {
+        return null_pointer("out_count");
+    }
+    if servers.is_null() && cap > 0 {
+        return null_pointer("servers");
+    }
+    with_viewer(viewer, |v| {
+        let snapshot = v.ice_snapshot().map_err(fail)?;
+        let count = snapshot.servers.len();
+        if cap < count {
+            // SAFETY: checked non-NULL; writable per the contract.
+            unsafe { out_count.write(count) };
+            return Err(fail(Error::new(
+                crate::error::ErrorKind::BufferTooSmall,
+                format!("cap: {cap} is below the {count} ICE servers"),
+            )));
+        }
+        if count > 0 {
+            // SAFETY: `cap >= count > 0` structs at `servers`; read its `struct_size`.
+            let stride = unsafe { struct_size_of(servers) };
+            let n = usable_size::<KvsIceServer>(
+                stride,
+                ICE_SERVER_SIZE_0_1,
+                "servers[0].struct_size",
+                "kvs_ice_server_init",
+            )
+            .map_err(fail)?;
+            for (i, server) in snapshot.servers.iter().enumerate() {
+                // SAFETY: element `i < cap` starts `i * stride` bytes in, and holds `stride >= n`
+                // bytes, per the contract.
+                let out = unsafe { servers.cast::<u8>().add(i * stride).cast::<KvsIceServer>() };
+                // SAFETY: `n` readable bytes at `out`; KvsIceServer is plain data.
+                let mut local = unsafe { read_prefix(out, n, ice_server_defaults()) };
+                fill(&mut local, server);
+                // SAFETY: `n` writable bytes at `out`.
+                unsafe { write_prefix(out, n, &local) };
+                zeroize::Zeroize::zeroize(&mut local.password);
+            }
+        }
+        // SAFETY: checked non-NULL; writable per the contract.
+        unsafe { out_count.write(count) };
+        if !out_generation.is_null() {
+            // SAFETY: non-NULL; writable per the contract.
+            unsafe { out_generation.write(snapshot.generation) };
+        }
+        Ok(())
+    })
+}
+
 /// Fetches the TURN servers now (one GetIceServerConfig; the endpoints are kept), e.g. after
 /// a `KVS_MSG_RECONNECT_ICE_SERVER` message or before an ICE restart. Read them afterwards
 /// with `kvs_viewer_ice_server_count` / `kvs_viewer_ice_server_get`.

@@ -236,7 +236,24 @@ static void test_discovery_and_ice_servers(void) {
   ice.struct_size = 4;
   CHECK_CODE(kvs_viewer_ice_server_get(v, 0, &ice), KVS_ERR_INVALID_ARGUMENT);
   CHECK_DETAIL_HAS("struct_size");
-  CHECK_CODE(kvs_viewer_refresh_ice_servers(v), KVS_OK);
+  /* One fetch at once, with its generation; a refresh brings the next generation. */
+  {
+    KvsIceServer all[KVS_MAX_ICE_SERVERS];
+    size_t n = 0, i;
+    uint64_t gen = 0, gen2 = 0;
+    for (i = 0; i < KVS_MAX_ICE_SERVERS; i++) kvs_ice_server_init(&all[i]);
+    CHECK_CODE(kvs_viewer_ice_servers_snapshot(v, all, 1, &n, &gen), KVS_ERR_BUFFER_TOO_SMALL);
+    CHECK(n == 3 && gen == 0); /* only the count needed is written */
+    CHECK_CODE(kvs_viewer_ice_servers_snapshot(v, all, KVS_MAX_ICE_SERVERS, &n, &gen), KVS_OK);
+    CHECK(n == 3 && gen >= 1);
+    CHECK(strncmp(all[0].uris[0], "stun:", 5) == 0);
+    CHECK(strncmp(all[2].uris[0], "turn", 4) == 0 && all[2].password[0] != '\0');
+    CHECK_CODE(kvs_viewer_ice_servers_snapshot(v, NULL, 0, &n, NULL), KVS_ERR_BUFFER_TOO_SMALL);
+    CHECK_CODE(kvs_viewer_ice_servers_snapshot(v, all, 3, NULL, NULL), KVS_ERR_NULL_POINTER);
+    CHECK_CODE(kvs_viewer_refresh_ice_servers(v), KVS_OK);
+    CHECK_CODE(kvs_viewer_ice_servers_snapshot(v, all, KVS_MAX_ICE_SERVERS, &n, &gen2), KVS_OK);
+    CHECK(n == 3 && gen2 == gen + 1);
+  }
   CHECK_CODE(kvs_viewer_ice_server_count(v, &count), KVS_OK);
   CHECK(count == 3);
 
