@@ -1021,8 +1021,8 @@ KvsStatus kvs_ice_server_init_sized(struct KvsIceServer *server, size_t size);
  *
  * Thread-safety: may run while other threads are in `kvs_viewer_recv` or `kvs_viewer_send`
  * on the same handle; it never blocks the connection. Concurrent ICE calls on one handle
- * wait for each other (one fetch at a time, bounded by the connect timeout). During a
- * `kvs_viewer_reconnect` it waits for it; `kvs_viewer_close` waits for it.
+ * wait for each other (one fetch at a time, bounded by the connect timeout). It does not
+ * wait for a `kvs_viewer_reconnect` (no WebSocket is needed); `kvs_viewer_close` waits for it.
  *
  * # Safety
  * `viewer` must come from `kvs_viewer_connect` and not be closed; `out_count` writable.
@@ -1138,9 +1138,8 @@ KvsStatus kvs_viewer_ice_server_uri(struct KvsViewer *viewer,
  * The callback may be called from the library's I/O threads as well as from the thread of
  * the `kvs_*` call that logs; never with a library lock held, so it may call `kvs_*`
  * functions, e.g. `kvs_viewer_get_stats` or `kvs_last_error_message` (which reads the
- * calling thread's last error), but not on a handle that `kvs_viewer_close` is closing, nor
- * on one whose `kvs_viewer_reconnect` is running (that call holds the handle while the I/O
- * thread, which logs, opens the new connection; automatic reconnects hold nothing).
+ * calling thread's last error), also while `kvs_viewer_reconnect` runs on that handle, but
+ * not on a handle that `kvs_viewer_close` is closing.
  * Lines the callback's own `kvs_*` calls would log are dropped. Lines above `max_level`
  * cost nothing: they are not even formatted.
  *

@@ -4,14 +4,17 @@
 //! - A gate counts the threads inside any call. `close` shuts the gate (later calls get
 //!   `KVS_ERR_CLOSED`), ends the connection so blocked calls return, waits for the count to
 //!   reach zero, and only then frees.
-//! - `reconnect` needs the core viewer exclusively (`RwLock` write side). It first marks the
-//!   gate "reconnecting" (new send/recv wait there, bounded by their own timeout), then ends
-//!   the old connection so blocked calls leave the read side. A send or recv that fails with
-//!   `Closed` because a reconnect began retries on the new connection.
+//! - `reconnect` first marks the gate "reconnecting" (new send/recv wait there, bounded by
+//!   their own timeout), then ends the old connection so blocked calls return, and reconnects
+//!   the core viewer (itself safe against concurrent calls). A send or recv that fails with
+//!   `Closed` because a reconnect began retries on the new connection. Calls that need no
+//!   connection (stats, the fd) never wait for a reconnect, so a log callback may make them
+//!   from the I/O thread while the app's `kvs_viewer_reconnect` runs.
+//! - The `RwLock` is for `close`: it takes the viewer out only once every call has left.
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind};
@@ -119,6 +122,19 @@ impl Gate {
         }
     }
 
+    /// Enters a call that needs no connection (stats, the fd): never waits for a reconnect.
+    fn enter_now(&self) -> Result<Pass<'_>, Error> {
+        let mut s = self.lock();
+        if s.closing {
+            return Err(closing_error());
+        }
+        s.inside += 1;
+        Ok(Pass {
+            gate: self,
+            reconnects_begun: s.reconnects_begun,
+        })
+    }
+
     /// Whether a reconnect began after `pass` entered.
     fn reconnect_began_since(&self, pass: &Pass<'_>) -> bool {
         self.lock().reconnects_begun != pass.reconnects_begun
@@ -163,10 +179,6 @@ impl KvsViewer {
         self.viewer.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Viewer> {
-        self.viewer.write().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub(crate) fn check_poisoned(&self) -> Result<(), Error> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(poisoned_error());
@@ -186,12 +198,12 @@ impl KvsViewer {
         }
     }
 
-    /// Runs `f` on the viewer inside the gate (waiting for a reconnect in progress).
+    /// Runs `f`, which needs no connection, on the viewer at once, also while a reconnect runs.
     pub(crate) fn call<T>(
         &self,
         f: impl FnOnce(&Viewer) -> Result<T, KvsStatus>,
     ) -> Result<T, KvsStatus> {
-        let _pass = self.gate.enter(None).map_err(fail)?;
+        let _pass = self.gate.enter_now().map_err(fail)?;
         self.check_poisoned().map_err(fail)?;
         self.poison_on_panic(|| f(&self.read()))
     }
@@ -270,8 +282,9 @@ impl KvsViewer {
         // Blocked recv and send calls return `Closed` and leave the read side; they come back
         // through the gate and wait there.
         let result = self.poison_on_panic(|| {
-            self.read().request_close();
-            self.write().reconnect()
+            let viewer = self.read();
+            viewer.request_close();
+            viewer.reconnect()
         });
 
         let end_again = flag.finish();

@@ -134,8 +134,8 @@ fn fill(out: &mut KvsIceServer, s: &IceServer) {
 ///
 /// Thread-safety: may run while other threads are in `kvs_viewer_recv` or `kvs_viewer_send`
 /// on the same handle; it never blocks the connection. Concurrent ICE calls on one handle
-/// wait for each other (one fetch at a time, bounded by the connect timeout). During a
-/// `kvs_viewer_reconnect` it waits for it; `kvs_viewer_close` waits for it.
+/// wait for each other (one fetch at a time, bounded by the connect timeout). It does not
+/// wait for a `kvs_viewer_reconnect` (no WebSocket is needed); `kvs_viewer_close` waits for it.
 ///
 /// # Safety
 /// `viewer` must come from `kvs_viewer_connect` and not be closed; `out_count` writable.

@@ -68,9 +68,8 @@ impl Callback {
 /// The callback may be called from the library's I/O threads as well as from the thread of
 /// the `kvs_*` call that logs; never with a library lock held, so it may call `kvs_*`
 /// functions, e.g. `kvs_viewer_get_stats` or `kvs_last_error_message` (which reads the
-/// calling thread's last error), but not on a handle that `kvs_viewer_close` is closing, nor
-/// on one whose `kvs_viewer_reconnect` is running (that call holds the handle while the I/O
-/// thread, which logs, opens the new connection; automatic reconnects hold nothing).
+/// calling thread's last error), also while `kvs_viewer_reconnect` runs on that handle, but
+/// not on a handle that `kvs_viewer_close` is closing.
 /// Lines the callback's own `kvs_*` calls would log are dropped. Lines above `max_level`
 /// cost nothing: they are not even formatted.
 ///

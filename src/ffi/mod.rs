@@ -235,7 +235,9 @@ pub(crate) fn send_frame(
     .map_err(fail)
 }
 
-/// Runs `f` on the core viewer of a live handle (waiting while a reconnect runs).
+/// Runs `f`, which needs no WebSocket (ICE servers, stats, the fd), on the core viewer of a
+/// live handle at once, also while a reconnect runs (sends and recv go through
+/// `KvsViewer::call_across_reconnects` instead).
 pub(crate) fn with_viewer(
     viewer: *const KvsViewer,
     f: impl FnOnce(&Viewer) -> Result<(), KvsStatus>,

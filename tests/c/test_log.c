@@ -513,11 +513,9 @@ static void *reentrant_session(void *arg) {
     CHECK_CODE(kvs_viewer_refresh_ice_servers(v), KVS_OK); /* logs under the ICE lock */
     size_t n = 0;
     CHECK_CODE(kvs_viewer_ice_server_count(v, &n), KVS_OK);
-    /* Not during kvs_viewer_reconnect: it holds the handle exclusively while the I/O thread
-     * (which logs) opens the new connection, so a stats call there would wait for it. */
-    g_reentrant_viewer = NULL;
+    /* Also during kvs_viewer_reconnect: the I/O thread logs while it opens the new
+     * connection, and the callback's stats and ICE calls must not wait for the reconnect. */
     CHECK_CODE(kvs_viewer_reconnect(v), KVS_OK);
-    g_reentrant_viewer = v;
     offer_and_answer(v);
     g_reentrant_viewer = NULL;
     CHECK_CODE(kvs_viewer_close(v), KVS_OK);
