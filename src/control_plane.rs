@@ -121,7 +121,7 @@ pub(crate) struct ControlPlane {
 impl ControlPlane {
     pub(crate) fn new(
         config: &ViewerConfig,
-        tls: native_tls::TlsConnector,
+        tls: crate::tls::Connector,
         clock: Arc<Clock>,
     ) -> Result<ControlPlane> {
         let url = match &config.control_plane_url {

@@ -513,9 +513,8 @@ fn read_file(field: &str, path: &Path) -> Result<Zeroizing<Vec<u8>>> {
 }
 
 /// Loads the device certificate and key into a TLS identity. The key may be PKCS#1 RSA, PKCS#8
-/// or SEC1 EC; native-tls takes PKCS#8 only, so it is converted. The key's bytes are wiped
-/// after use and never shown.
-fn device_identity(s: &IotSettings) -> Result<native_tls::Identity> {
+/// or SEC1 EC (OpenSSL reads all three). The key's bytes are wiped after use and never shown.
+fn device_identity(s: &IotSettings) -> Result<crate::tls::Identity> {
     use openssl::pkey::PKey;
     use openssl::x509::X509;
 
@@ -558,43 +557,33 @@ fn device_identity(s: &IotSettings) -> Result<native_tls::Identity> {
             ),
         ));
     }
-    let pkcs8 = Zeroizing::new(
-        key.private_key_to_pem_pkcs8()
-            .map_err(|_| Error::invalid("iot_key_file", "cannot convert the key to PKCS#8"))?,
-    );
-    native_tls::Identity::from_pkcs8(&cert_pem, &pkcs8).map_err(|e| {
-        Error::invalid(
-            "iot_cert_file",
-            format!("cannot use the certificate and key: {e}"),
-        )
-    })
+    Ok(crate::tls::Identity { chain, key })
 }
 
-fn iot_connector(s: &IotSettings) -> Result<native_tls::TlsConnector> {
-    let mut builder = native_tls::TlsConnector::builder();
-    builder.identity(device_identity(s)?);
+fn iot_connector(s: &IotSettings) -> Result<crate::tls::Connector> {
+    let identity = device_identity(s)?;
+    let mut roots = Vec::new();
     if let Some(ca) = &s.ca_file {
         let pem = read_file("iot_ca_file", ca)?;
-        let certs = native_tls::Certificate::stack_from_pem(&pem).map_err(|e| {
+        roots = openssl::x509::X509::stack_from_pem(&pem).map_err(|e| {
             Error::invalid(
                 "iot_ca_file",
                 format!("{} is not a PEM bundle: {e}", ca.display()),
             )
         })?;
-        if certs.is_empty() {
+        if roots.is_empty() {
             return Err(Error::invalid(
                 "iot_ca_file",
                 format!("{} holds no PEM certificate", ca.display()),
             ));
         }
-        for c in certs {
-            builder.add_root_certificate(c);
-        }
     }
-    builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
-    builder
-        .build()
-        .map_err(|e| Error::new(ErrorKind::Tls, format!("TLS setup failed: {e}")))
+    crate::tls::Connector::new(&roots, Some(&identity)).map_err(|e| {
+        Error::invalid(
+            "iot_cert_file",
+            format!("cannot use the certificate and key: {e}"),
+        )
+    })
 }
 
 /// `GET <endpoint>/role-aliases/<alias>/credentials` with the thing-name header, over mutual TLS.
@@ -633,7 +622,7 @@ fn iot_fetch(s: &IotSettings, bound: Duration) -> Result<ExpiringCredentials> {
 /// [`IOT_REQUEST_TIMEOUT`]).
 fn iot_get(
     endpoint: &Endpoint,
-    connector: native_tls::TlsConnector,
+    connector: crate::tls::Connector,
     path: &str,
     thing_name: &str,
     bound: Duration,

@@ -10,7 +10,7 @@
 use std::io::{self, Read, Write};
 use std::sync::{Mutex, MutexGuard};
 
-use native_tls::TlsConnector;
+use crate::tls::Connector as TlsConnector;
 
 use crate::deadline::Deadline;
 use crate::error::{Error, ErrorKind, Result};

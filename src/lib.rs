@@ -45,6 +45,7 @@ mod http;
 mod ice;
 mod session;
 mod sigv4;
+mod tls;
 mod transport;
 mod validate;
 

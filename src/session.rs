@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use native_tls::TlsConnector;
+use crate::tls::Connector as TlsConnector;
 use tungstenite::WebSocket;
 
 use crate::backoff::Backoff;

@@ -9,7 +9,8 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Mutex;
 
-use native_tls::{Certificate, HandshakeError as TlsHandshakeError, TlsConnector, TlsStream};
+use openssl::ssl::SslStream;
+use openssl::x509::X509;
 use time::OffsetDateTime;
 use tungstenite::handshake::HandshakeError;
 use tungstenite::protocol::WebSocketConfig;
@@ -18,9 +19,10 @@ use tungstenite::{WebSocket, client::IntoClientRequest};
 use crate::deadline::Deadline;
 use crate::diag::{self, Step, diag};
 use crate::error::{Error, ErrorKind, Result};
+use crate::tls::{Connector as TlsConnector, HandshakeError as TlsHandshakeError};
 use crate::validate::Endpoint;
 
-pub(crate) type Stream = TlsStream<Socket>;
+pub(crate) type Stream = SslStream<Socket>;
 
 /// Frames larger than this end the connection; the service sends at most ~14 KB.
 const MAX_MESSAGE_SIZE: usize = 1 << 20;
@@ -33,9 +35,8 @@ pub(crate) struct Rejection {
     pub server_date: Option<OffsetDateTime>,
 }
 
-/// Connectors already built, keyed by the extra CA bundle's bytes. Building one parses the
-/// whole system trust store (hundreds of KB, tens of ms here, far more on a small ARM core),
-/// so it is done once per process and bundle, not once per connect.
+/// Connectors already built, keyed by the extra CA bundle's bytes: a bundle is parsed once per
+/// process, not once per connect (the system store is looked up lazily, see `tls`).
 static CONNECTORS: Mutex<Vec<(Option<Vec<u8>>, TlsConnector)>> = Mutex::new(Vec::new());
 /// Distinct CA bundles kept; a process uses one or two in practice.
 const MAX_CACHED_CONNECTORS: usize = 4;
@@ -65,8 +66,8 @@ pub(crate) fn connector_for(ca_file: Option<&Path>) -> Result<TlsConnector> {
     Ok(connector)
 }
 
-fn parse_ca_bundle(pem: &[u8], path: &Path) -> Result<Vec<Certificate>> {
-    let certs = Certificate::stack_from_pem(pem).map_err(|e| {
+fn parse_ca_bundle(pem: &[u8], path: &Path) -> Result<Vec<X509>> {
+    let certs = X509::stack_from_pem(pem).map_err(|e| {
         Error::invalid(
             "ca_file",
             format!("{} is not a PEM bundle: {e}", path.display()),
@@ -81,16 +82,8 @@ fn parse_ca_bundle(pem: &[u8], path: &Path) -> Result<Vec<Certificate>> {
     Ok(certs)
 }
 
-fn tls_connector(extra_roots: &[Certificate]) -> Result<TlsConnector> {
-    let mut builder = TlsConnector::builder();
-    for cert in extra_roots {
-        builder.add_root_certificate(cert.clone());
-    }
-    // Same as the official SDKs: TLS 1.2 at least.
-    builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
-    builder
-        .build()
-        .map_err(|e| Error::new(ErrorKind::Tls, format!("TLS setup failed: {e}")))
+fn tls_connector(extra_roots: &[X509]) -> Result<TlsConnector> {
+    TlsConnector::new(extra_roots, None).map_err(|e| Error::new(ErrorKind::Tls, e))
 }
 
 /// The TCP socket under TLS. While a deadline is set (during a connect), every read and write
@@ -261,8 +254,8 @@ pub(crate) fn connect_tls(
             );
             Ok(s)
         }
-        Err(TlsHandshakeError::WouldBlock(_)) => Err(deadline.timeout("TLS handshake")),
-        Err(TlsHandshakeError::Failure(e)) => Err(Error::new(
+        Err(TlsHandshakeError::WouldBlock) => Err(deadline.timeout("TLS handshake")),
+        Err(TlsHandshakeError::Failed(e)) => Err(Error::new(
             ErrorKind::Tls,
             format!("TLS handshake with {host} failed: {e}"),
         )),
