@@ -285,9 +285,7 @@ mod tests {
         );
         assert_eq!(r.bundle.as_deref(), Some(bundle.as_path()));
         assert!(r.hashed_dirs.is_empty());
-        let r = choose_roots(None, Some(plain.clone().into()), None, vec![hashed], |_| {
-            true
-        });
+        let r = choose_roots(None, Some(plain.clone()), None, vec![hashed], |_| true);
         assert_eq!(r.hashed_dirs, vec![plain]);
         assert_eq!(r.bundle, None);
         // A variable naming nothing that exists is ignored.
