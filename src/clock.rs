@@ -88,10 +88,7 @@ fn server_time_in_message(message: &str) -> Option<OffsetDateTime> {
 
 /// `20231107T044734Z`.
 fn parse_amz_date(s: &str) -> Option<OffsetDateTime> {
-    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    time::PrimitiveDateTime::parse(s, format)
-        .ok()
-        .map(|t| t.assume_utc())
+    crate::datetime::parse_amz(s)
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use zeroize::Zeroizing;
 
 use crate::deadline::Deadline;
@@ -459,7 +458,7 @@ fn random_unit() -> f64 {
 }
 
 fn fmt_time(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+    crate::datetime::format_rfc3339(t, false)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -685,8 +684,8 @@ pub fn parse_iot_answer(body: &[u8]) -> Result<ExpiringCredentials> {
     let secret = field("secretAccessKey")?;
     let token = field("sessionToken")?;
     let expiration = field("expiration")?;
-    let expires_at = OffsetDateTime::parse(&expiration, &Rfc3339)
-        .map_err(|_| unusable("credentials.expiration is not an ISO 8601 date"))?;
+    let expires_at = crate::datetime::parse_rfc3339(&expiration)
+        .ok_or_else(|| unusable("credentials.expiration is not an ISO 8601 date"))?;
     let credentials = Credentials::new(&akid, &secret, Some(&token));
     check_credentials(&credentials, "credentials.").map_err(|e| unusable(&e.message))?;
     Ok(ExpiringCredentials::new(credentials, Some(expires_at)))

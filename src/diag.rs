@@ -318,12 +318,7 @@ fn deliver(level: Level, line: &str) {
 /// The default sink: `2026-12-02T00:41:40.123Z kvs-viewer INFO viewer-1 connect: …`, one
 /// write per line so threads do not interleave.
 fn write_stderr(level: Level, line: &str) {
-    let now = time::OffsetDateTime::now_utc();
-    let stamp = now
-        .format(time::macros::format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-        ))
-        .unwrap_or_default();
+    let stamp = crate::datetime::format_rfc3339(time::OffsetDateTime::now_utc(), true);
     let text = format!("{stamp} kvs-viewer {level:<5} {line}\n");
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }

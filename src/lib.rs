@@ -37,6 +37,7 @@ mod config;
 mod connection;
 mod control_plane;
 mod credentials;
+mod datetime;
 mod deadline;
 mod diag;
 mod envelope;

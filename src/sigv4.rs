@@ -6,7 +6,6 @@ use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use time::macros::format_description;
 use zeroize::Zeroizing;
 
 /// The signing name of every KVS signaling call (control plane, ICE config and WSS).
@@ -93,11 +92,7 @@ impl Credentials {
 
 /// `yyyymmddTHHMMSSZ`, the format of `X-Amz-Date`.
 pub fn amz_date(time: OffsetDateTime) -> String {
-    let utc = time.to_offset(time::UtcOffset::UTC);
-    utc.format(format_description!(
-        "[year][month][day]T[hour][minute][second]Z"
-    ))
-    .expect("formatting a UTC date cannot fail")
+    crate::datetime::format_amz(time)
 }
 
 /// RFC 3986 percent-encoding of one query value or path segment.

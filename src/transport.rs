@@ -383,12 +383,7 @@ pub(crate) fn parse_error_body(body: &[u8]) -> (Option<String>, Option<String>) 
 
 /// RFC 7231 IMF-fixdate, e.g. `Tue, 24 Nov 2026 09:12:09 GMT`.
 pub(crate) fn parse_http_date(value: &str) -> Option<OffsetDateTime> {
-    let format = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    time::PrimitiveDateTime::parse(value.trim(), format)
-        .ok()
-        .map(|t| t.assume_utc())
+    crate::datetime::parse_http(value)
 }
 
 #[cfg(test)]
