@@ -26,7 +26,7 @@ emulator="${CARGO_TARGET_DIR:-$KVS_ROOT/target}/release/kvs-signaling-emulator"
 
 kvs_version="$(sed -n 's/^version = "\([0-9.]*\)"$/\1/p' "$KVS_ROOT/Cargo.toml" | head -n1)"
 
-all_stages=(fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 cross-vendored readme demo media sanitize)
+all_stages=(fmt clippy cargo-test fuzz emulator host consumer cross-aarch64 cross-armv7 cross-vendored min-size readme demo media sanitize)
 if [ $# -gt 0 ]; then
   selected=("$@")
   for s in "${selected[@]}"; do
@@ -99,7 +99,7 @@ stage_setup() {
     kvs_log "npm ci (emulator/tests/js)"
     (cd emulator/tests/js && npm ci --omit=optional --no-audit --no-fund --loglevel=error)
   fi
-  if want sanitize; then
+  if want sanitize || want min-size; then
     rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
     rustup component list --toolchain nightly --installed | grep -q '^rust-src' ||
       rustup component add rust-src --toolchain nightly
@@ -270,7 +270,7 @@ plain_cargo_sysroot_build() { # RUST_TARGET CC_PREFIX SYSROOT
     "CFLAGS_${t_}=--sysroot=$s -isystem $s/usr/include/$ma" \
     "PKG_CONFIG_ALLOW_CROSS_${t_}=1" "PKG_CONFIG_SYSROOT_DIR_${t_}=$s" \
     "PKG_CONFIG_LIBDIR_${t_}=$pc" "PKG_CONFIG_PATH_${t_}=$pc" \
-    cargo build --release -p kvs-viewer --lib --target "$t"
+    cargo rustc --release -p kvs-viewer --lib --crate-type cdylib --crate-type staticlib --target "$t"
   local so="${CARGO_TARGET_DIR:-$KVS_ROOT/target}/$t/release/libkvs_viewer.so"
   printf 'plain cargo (%s): libkvs_viewer.so needs: %s\n' "$t" "$(needed_libs "$so")"
   needed_libs "$so" | grep -qw libssl.so.3 || { echo "plain cargo build does not link libssl.so.3"; return 1; }
@@ -301,6 +301,29 @@ stage_cross_vendored() {
   # shellcheck disable=SC2046
   cross_stage armv7-vendored armv7-linux-gnueabihf.cmake arm-linux-gnueabihf "" \
     $(qemu_runner qemu-arm /lib/ld-linux-armhf.so.3 /usr/arm-linux-gnueabihf)
+}
+
+# The minimum-size build (scripts/build-min-size.sh): within its size goal, and the C example
+# viewer linked against it does the whole exchange with the emulator.
+min_size_limit=560000
+stage_min_size() {
+  kvs_build_emulator >/dev/null
+  local dir="$test_dir/min-size" so stripped
+  rm -rf "$dir" && mkdir -p "$dir"
+  so=$(bash scripts/build-min-size.sh | tail -n 1)
+  strip --strip-unneeded -o "$dir/libkvs_viewer.so" "$so"
+  printf 'minimum-size libkvs_viewer.so: stripped %s bytes (goal <= %s)\n' \
+    "$(stat -c %s "$dir/libkvs_viewer.so")" "$min_size_limit"
+  [ "$(stat -c %s "$dir/libkvs_viewer.so")" -le "$min_size_limit" ]
+  ln -s libkvs_viewer.so "$dir/libkvs_viewer.so.${kvs_version%%.*}"
+  cc -std=c11 -Wall -Wextra -Werror -Iinclude -o "$dir/viewer" examples-c/viewer.c \
+    -L"$dir" -lkvs_viewer -Wl,-rpath,"$dir"
+  KVS_EMULATOR_MAX_SECONDS=120 kvs_start_emulator "$emulator" "$dir/emulator.env" "$dir/emulator.log"
+  local rc=0
+  ( set -a; . "$dir/emulator.env"; set +a; timeout 120 "$dir/viewer" ) >"$dir/viewer.out" 2>&1 || rc=$?
+  kvs_stop_pid "$KVS_EMU_PID"
+  cat "$dir/viewer.out"
+  [ "$rc" = 0 ] && grep -q '^recv SDP_ANSWER' "$dir/viewer.out"
 }
 
 # Every marked snippet of README.md: C compiled, shell blocks run against the emulator.
