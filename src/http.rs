@@ -379,6 +379,12 @@ impl<'s, S: Read> Reader<'s, S> {
         &self.buf[self.pos..]
     }
 
+    /// The bytes read past what was parsed, for whoever reads the stream next.
+    pub(crate) fn into_buffered(mut self) -> Vec<u8> {
+        self.buf.drain(..self.pos);
+        self.buf
+    }
+
     /// Reads more; `Ok(false)` at the end of the stream.
     fn fill(&mut self, in_body: bool) -> std::result::Result<bool, ReadError> {
         if self.pos > 0 && self.pos == self.buf.len() {
