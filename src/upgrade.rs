@@ -92,14 +92,14 @@ fn new_key() -> crate::error::Result<String> {
 }
 
 /// The `Sec-WebSocket-Accept` a server must answer to `key`.
-pub(crate) fn accept_key(key: &str) -> String {
+fn accept_key(key: &str) -> String {
     let mut input = Vec::with_capacity(key.len() + ACCEPT_GUID.len());
     input.extend_from_slice(key.as_bytes());
     input.extend_from_slice(ACCEPT_GUID.as_bytes());
     BASE64.encode(openssl::sha::sha1(&input))
 }
 
-/// The request, headers in the order and spelling most servers expect; no others (the
+/// The request: the headers tungstenite sent, in its order and spelling, and no others (the
 /// presigned query signs only `host`).
 fn encode_request(host_header: &str, target: &str, key: &str) -> crate::error::Result<Vec<u8>> {
     let safe = |s: &str| !s.is_empty() && !s.bytes().any(|b| b.is_ascii_control() || b == b' ');
