@@ -6,6 +6,9 @@
 //! answer was complete and not marked `Connection: close` is kept for the next call to the
 //! same host, so discovery costs one TLS handshake per host. A kept connection the server
 //! has closed meanwhile is replaced once, transparently (the calls are all reads).
+//!
+//! The response reader (`Reader`: heads, framing, limits) also reads the answer to the
+//! WebSocket upgrade (`upgrade`).
 
 use std::io::{self, Read, Write};
 use std::sync::{Mutex, MutexGuard};
@@ -169,43 +172,23 @@ fn exchange<S: Read + Write>(
             Failure::Stale(error)
         });
     }
-    let mut incoming = Incoming {
-        stream,
-        buf: Vec::with_capacity(READ_CHUNK),
-        pos: 0,
-    };
-    let head = incoming.head()?;
-    let framing = if request.method.eq_ignore_ascii_case("HEAD")
-        || head.status == 204
-        || head.status == 304
-    {
-        Framing::Empty
-    } else if head.is_chunked() {
-        Framing::Chunked
-    } else if let Some(len) = head.header("content-length") {
-        let len: usize = len
-            .trim()
-            .parse()
-            .map_err(|_| protocol(format!("bad Content-Length {len:?}")))?;
-        if len > max_body {
-            return Err(too_large(max_body));
+    let mut incoming = Reader::new(stream);
+    let head = loop {
+        // An interim 1xx answer (we never ask for one) precedes the real one.
+        let head = incoming.head()?;
+        if !(100..200).contains(&head.status) {
+            break head;
         }
-        Framing::Length(len)
-    } else {
-        Framing::UntilClose
     };
-    let body = match framing {
-        Framing::Empty => Vec::new(),
-        Framing::Length(n) => incoming.exactly(n)?,
-        Framing::Chunked => incoming.chunked(max_body)?,
-        Framing::UntilClose => incoming.until_close(max_body)?,
-    };
+    let bodiless = request.method.eq_ignore_ascii_case("HEAD");
+    let framing = framing(&head, bodiless, max_body)?;
+    let body = incoming.body(framing, max_body)?;
     let reusable = head.version == 1
         && !matches!(framing, Framing::UntilClose)
         && !head
             .header("connection")
             .is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
-        && incoming.pos == incoming.buf.len();
+        && incoming.buffered().is_empty();
     let response = Response {
         status: head.status,
         headers: head.headers,
@@ -214,8 +197,37 @@ fn exchange<S: Read + Write>(
     Ok((response, reusable))
 }
 
-fn too_large(max_body: usize) -> Failure {
-    protocol(format!("the answer is larger than {max_body} bytes"))
+impl From<ReadError> for Failure {
+    fn from(e: ReadError) -> Failure {
+        match e {
+            ReadError::Io {
+                in_body,
+                error,
+                fresh,
+            } => {
+                let step = if in_body {
+                    "HTTP response body"
+                } else {
+                    "HTTP response"
+                };
+                let mapped = io_error(step, &error);
+                // Nothing at all came back: the kept connection was dead already.
+                if fresh && !transport::is_timeout(&error) {
+                    Failure::Stale(mapped)
+                } else {
+                    Failure::Fatal(mapped)
+                }
+            }
+            ReadError::Closed { fresh: true } => Failure::Stale(Error::new(
+                ErrorKind::Network,
+                "HTTP response: the server closed the connection without answering",
+            )),
+            ReadError::Closed { fresh: false } => {
+                protocol("the connection closed in the middle of the headers")
+            }
+            ReadError::Protocol(what) => protocol(what),
+        }
+    }
 }
 
 fn encode_request(host_header: &str, request: &Request<'_>) -> Result<Vec<u8>> {
@@ -261,22 +273,49 @@ fn encode_request(host_header: &str, request: &Request<'_>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-enum Framing {
+// ---------------------------------------------------------------------------------------
+// The response reader, shared with the WebSocket upgrade (`upgrade`).
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
     Empty,
     Length(usize),
     Chunked,
     UntilClose,
 }
 
-struct Head {
-    status: u16,
+/// Why an answer could not be read; each caller words it for its own step.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The stream failed. `fresh`: nothing of this answer had come back yet.
+    Io {
+        in_body: bool,
+        error: io::Error,
+        fresh: bool,
+    },
+    /// The stream ended before the status line and headers were complete.
+    Closed { fresh: bool },
+    /// Not an answer we accept, or one over a limit (said without a prefix).
+    Protocol(String),
+}
+
+fn too_large(max_body: usize) -> ReadError {
+    ReadError::Protocol(format!("the answer is larger than {max_body} bytes"))
+}
+
+/// A status line and its headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub status: u16,
     /// Minor version: 1 for HTTP/1.1.
-    version: u8,
-    headers: Vec<(String, String)>,
+    pub version: u8,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
+    /// The first header named `name` (case-insensitive).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -293,16 +332,61 @@ impl Head {
     }
 }
 
-/// The response bytes read so far; `pos` is where the unparsed part starts.
-struct Incoming<'s, S> {
+/// How the body after `head` is delimited; `bodiless` for the answer to a `HEAD`.
+pub(crate) fn framing(
+    head: &Head,
+    bodiless: bool,
+    max_body: usize,
+) -> std::result::Result<Framing, ReadError> {
+    Ok(if bodiless || head.status == 204 || head.status == 304 {
+        Framing::Empty
+    } else if head.is_chunked() {
+        Framing::Chunked
+    } else if let Some(len) = head.header("content-length") {
+        let len: usize = len
+            .trim()
+            .parse()
+            .map_err(|_| ReadError::Protocol(format!("bad Content-Length {len:?}")))?;
+        if len > max_body {
+            return Err(too_large(max_body));
+        }
+        Framing::Length(len)
+    } else {
+        Framing::UntilClose
+    })
+}
+
+/// Reads responses from a stream: heads under `MAX_HEAD_BYTES` and `MAX_HEADERS`, bodies
+/// under a caller's limit. Bytes read past the end of an answer stay `buffered`.
+pub(crate) struct Reader<'s, S> {
     stream: &'s mut S,
     buf: Vec<u8>,
+    /// Where the unparsed part of `buf` starts.
     pos: usize,
 }
 
-impl<S: Read> Incoming<'_, S> {
+impl<'s, S: Read> Reader<'s, S> {
+    pub(crate) fn new(stream: &'s mut S) -> Reader<'s, S> {
+        Reader {
+            stream,
+            buf: Vec::with_capacity(READ_CHUNK),
+            pos: 0,
+        }
+    }
+
+    /// What was read and not yet parsed.
+    pub(crate) fn buffered(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// The bytes read past what was parsed, for whoever reads the stream next.
+    pub(crate) fn into_buffered(mut self) -> Vec<u8> {
+        self.buf.drain(..self.pos);
+        self.buf
+    }
+
     /// Reads more; `Ok(false)` at the end of the stream.
-    fn fill(&mut self, step: &str) -> std::result::Result<bool, Failure> {
+    fn fill(&mut self, in_body: bool) -> std::result::Result<bool, ReadError> {
         if self.pos > 0 && self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -320,51 +404,55 @@ impl<S: Read> Incoming<'_, S> {
                 self.buf.truncate(start + n);
                 Ok(n > 0)
             }
-            Err(e) => {
+            Err(error) => {
                 self.buf.truncate(start);
-                let error = io_error(step, &e);
-                // Nothing at all came back: the kept connection was dead already.
-                if self.buf.is_empty() && !transport::is_timeout(&e) {
-                    Err(Failure::Stale(error))
-                } else {
-                    Err(Failure::Fatal(error))
-                }
+                Err(ReadError::Io {
+                    in_body,
+                    error,
+                    fresh: self.buf.is_empty(),
+                })
             }
         }
     }
 
-    fn head(&mut self) -> std::result::Result<Head, Failure> {
+    /// The next status line and headers, interim (1xx) ones included.
+    pub(crate) fn head(&mut self) -> std::result::Result<Head, ReadError> {
         loop {
             if let Some((len, head)) = parse_head(&self.buf[self.pos..])? {
                 self.pos += len;
-                // An interim 1xx answer (we never ask for one) precedes the real one.
-                if (100..200).contains(&head.status) {
-                    continue;
-                }
                 return Ok(head);
             }
             if self.buf.len() - self.pos > MAX_HEAD_BYTES {
-                return Err(protocol(format!(
+                return Err(ReadError::Protocol(format!(
                     "the status line and headers exceed {MAX_HEAD_BYTES} bytes"
                 )));
             }
-            if !self.fill("HTTP response")? {
-                return Err(if self.buf.is_empty() {
-                    Failure::Stale(Error::new(
-                        ErrorKind::Network,
-                        "HTTP response: the server closed the connection without answering",
-                    ))
-                } else {
-                    protocol("the connection closed in the middle of the headers")
+            if !self.fill(false)? {
+                return Err(ReadError::Closed {
+                    fresh: self.buf.is_empty(),
                 });
             }
         }
     }
 
-    fn exactly(&mut self, n: usize) -> std::result::Result<Vec<u8>, Failure> {
+    /// The body delimited by `framing`, at most `max_body` bytes.
+    pub(crate) fn body(
+        &mut self,
+        framing: Framing,
+        max_body: usize,
+    ) -> std::result::Result<Vec<u8>, ReadError> {
+        match framing {
+            Framing::Empty => Ok(Vec::new()),
+            Framing::Length(n) => self.exactly(n),
+            Framing::Chunked => self.chunked(max_body),
+            Framing::UntilClose => self.until_close(max_body),
+        }
+    }
+
+    fn exactly(&mut self, n: usize) -> std::result::Result<Vec<u8>, ReadError> {
         while self.buf.len() - self.pos < n {
-            if !self.fill("HTTP response body")? {
-                return Err(protocol(format!(
+            if !self.fill(true)? {
+                return Err(ReadError::Protocol(format!(
                     "the body ended after {} of {n} bytes (Content-Length)",
                     self.buf.len() - self.pos
                 )));
@@ -376,7 +464,7 @@ impl<S: Read> Incoming<'_, S> {
     }
 
     /// One line (without its CRLF) of at most `max` bytes.
-    fn line(&mut self, max: usize) -> std::result::Result<Vec<u8>, Failure> {
+    fn line(&mut self, max: usize) -> std::result::Result<Vec<u8>, ReadError> {
         loop {
             let rest = &self.buf[self.pos..];
             if let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
@@ -385,22 +473,24 @@ impl<S: Read> Incoming<'_, S> {
                 return Ok(line);
             }
             if rest.len() > max {
-                return Err(protocol("a chunk line or trailer is too long"));
+                return Err(ReadError::Protocol(
+                    "a chunk line or trailer is too long".into(),
+                ));
             }
-            if !self.fill("HTTP response body")? {
-                return Err(protocol("the chunked body ended early"));
+            if !self.fill(true)? {
+                return Err(ReadError::Protocol("the chunked body ended early".into()));
             }
         }
     }
 
-    fn chunked(&mut self, max_body: usize) -> std::result::Result<Vec<u8>, Failure> {
+    fn chunked(&mut self, max_body: usize) -> std::result::Result<Vec<u8>, ReadError> {
         let mut body = Vec::new();
         loop {
             let mut line = self.line(MAX_CHUNK_LINE)?;
             line.extend_from_slice(b"\r\n");
             let size = match httparse::parse_chunk_size(&line) {
                 Ok(httparse::Status::Complete((_, size))) => size,
-                _ => return Err(protocol("bad chunk size line")),
+                _ => return Err(ReadError::Protocol("bad chunk size line".into())),
             };
             if size == 0 {
                 // Trailer fields, if any, up to the empty line.
@@ -413,13 +503,15 @@ impl<S: Read> Incoming<'_, S> {
             }
             body.extend_from_slice(&self.exactly(size)?);
             if !self.line(1)?.is_empty() {
-                return Err(protocol("a chunk is longer than its size line says"));
+                return Err(ReadError::Protocol(
+                    "a chunk is longer than its size line says".into(),
+                ));
             }
         }
     }
 
-    fn until_close(&mut self, max_body: usize) -> std::result::Result<Vec<u8>, Failure> {
-        while self.fill("HTTP response body")? {
+    fn until_close(&mut self, max_body: usize) -> std::result::Result<Vec<u8>, ReadError> {
+        while self.fill(true)? {
             if self.buf.len() - self.pos > max_body {
                 return Err(too_large(max_body));
             }
@@ -431,16 +523,18 @@ impl<S: Read> Incoming<'_, S> {
 }
 
 /// The head at the start of `buf`, with its length; None until it is complete.
-fn parse_head(buf: &[u8]) -> std::result::Result<Option<(usize, Head)>, Failure> {
+fn parse_head(buf: &[u8]) -> std::result::Result<Option<(usize, Head)>, ReadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let len = match response.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(protocol(format!("more than {MAX_HEADERS} headers")));
+            return Err(ReadError::Protocol(format!(
+                "more than {MAX_HEADERS} headers"
+            )));
         }
-        Err(e) => return Err(protocol(format!("not HTTP/1.1 ({e})"))),
+        Err(e) => return Err(ReadError::Protocol(format!("not HTTP/1.1 ({e})"))),
     };
     let head = Head {
         status: response.code.unwrap_or(0),

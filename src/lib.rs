@@ -48,6 +48,7 @@ mod session;
 mod sigv4;
 mod tls;
 mod transport;
+mod upgrade;
 mod validate;
 
 pub use config::{

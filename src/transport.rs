@@ -1,6 +1,6 @@
 //! Opens secure connections: TCP and TLS through the platform's OpenSSL (system roots plus an
 //! optional CA bundle, never downgraded), bounded by one deadline on every read and write;
-//! then, for the WebSocket, the RFC 6455 upgrade. Upgrade rejections are turned into service
+//! then, for the WebSocket, the RFC 6455 upgrade (`upgrade`), whose rejections become service
 //! errors with status, exception name and message. The HTTPS calls (`http`) use the same
 //! connector and the same streams.
 
@@ -12,14 +12,14 @@ use std::sync::Mutex;
 use openssl::ssl::SslStream;
 use openssl::x509::X509;
 use time::OffsetDateTime;
-use tungstenite::handshake::HandshakeError;
+use tungstenite::WebSocket;
 use tungstenite::protocol::WebSocketConfig;
-use tungstenite::{WebSocket, client::IntoClientRequest};
 
 use crate::deadline::Deadline;
-use crate::diag::{self, Step, diag};
+use crate::diag::{Step, diag};
 use crate::error::{Error, ErrorKind, Result};
 use crate::tls::{Connector as TlsConnector, HandshakeError as TlsHandshakeError};
+use crate::upgrade;
 use crate::validate::Endpoint;
 
 pub(crate) type Stream = SslStream<Socket>;
@@ -277,13 +277,7 @@ pub(crate) fn open(
     let tls = connect_tls(connector, &endpoint.host, endpoint.port, deadline).map_err(plain)?;
     deadline.remaining("WebSocket upgrade").map_err(plain)?;
 
-    let url = format!("wss://{}{}?{query}", endpoint.host_header, endpoint.path);
-    let request = url.into_client_request().map_err(|e| {
-        plain(Error::new(
-            ErrorKind::Internal,
-            format!("building the upgrade request: {e}"),
-        ))
-    })?;
+    let target = format!("{}?{query}", endpoint.path);
     let mut config = WebSocketConfig::default();
     // tungstenite's defaults (128 KiB buffers) suit servers; one TLS record (16 KiB) at a
     // time is plenty for signaling and keeps a connected viewer's heap small.
@@ -291,74 +285,15 @@ pub(crate) fn open(
     config.write_buffer_size = 0; // frames go to the socket as they are written
     config.max_message_size = Some(MAX_MESSAGE_SIZE);
     config.max_frame_size = Some(MAX_MESSAGE_SIZE);
-    let started = std::time::Instant::now();
-    let upgraded = match tungstenite::client::client_with_config(request, tls, Some(config)) {
-        Ok((mut ws, response)) => {
+    match upgrade::upgrade(tls, &endpoint.host_header, &target, config, deadline) {
+        Ok(mut ws) => {
             ws.get_mut().get_mut().set_deadline(None);
-            diag!(
-                Debug,
-                Step::Upgrade,
-                "HTTP {} in {} ms",
-                response.status().as_u16(),
-                started.elapsed().as_millis()
-            );
-            diag!(
-                Trace,
-                Step::Upgrade,
-                "HTTP {} {}",
-                response.status().as_u16(),
-                diag::headers_for_log(
-                    response
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or("<binary>")))
-                )
-            );
             Ok(ws)
         }
-        Err(HandshakeError::Interrupted(_)) => Err(plain(deadline.timeout("WebSocket upgrade"))),
-        Err(HandshakeError::Failure(e)) => Err(upgrade_failure(e, deadline)),
-    };
-    if let Err(r) = &upgraded {
-        diag!(Debug, Step::Upgrade, "refused: {}", r.error);
-    }
-    upgraded
-}
-
-fn upgrade_failure(e: tungstenite::Error, deadline: &Deadline) -> Rejection {
-    use tungstenite::Error as WsError;
-    let error = match e {
-        WsError::Http(response) => {
-            let header = |name: &str| {
-                response
-                    .headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            let body = response.body().as_deref().unwrap_or_default();
-            let (body_type, body_message) = parse_error_body(body);
-            let error_type = header("x-amzn-ErrorType").or(body_type);
-            let server_date = header("date").and_then(|d| parse_http_date(&d));
-            let error = Error::from_service_response(
-                response.status().as_u16(),
-                error_type.as_deref(),
-                body_message.as_deref(),
-                header("x-amzn-RequestId").as_deref(),
-            );
-            return Rejection { error, server_date };
+        Err(r) => {
+            diag!(Debug, Step::Upgrade, "refused: {}", r.error);
+            Err(r)
         }
-        WsError::Io(e) if is_timeout(&e) => deadline.timeout("WebSocket upgrade"),
-        WsError::Io(e) => Error::new(ErrorKind::Network, format!("WebSocket upgrade: {e}")),
-        WsError::ConnectionClosed | WsError::AlreadyClosed => Error::new(
-            ErrorKind::Network,
-            "WebSocket upgrade: the server closed the connection",
-        ),
-        other => Error::new(ErrorKind::Protocol, format!("WebSocket upgrade: {other}")),
-    };
-    Rejection {
-        error,
-        server_date: None,
     }
 }
 
