@@ -2,9 +2,7 @@
 //! `ConnectAsViewer` WebSocket URL (protocol.md §3) and header signing for the rest-json
 //! control-plane calls (protocol.md §2.6).
 
-use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
@@ -100,14 +98,24 @@ pub fn uri_encode(s: &str) -> String {
     utf8_percent_encode(s, RFC3986).to_string()
 }
 
+// SHA-256 and HMAC come from the OpenSSL the library links anyway: the sha2 and hmac crates
+// cost 12 KB of the stripped library for the same two functions.
 fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+    hex::encode(openssl::sha::sha256(data))
 }
 
 fn hmac_sha256(key: &[u8], data: &str) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(data.as_bytes());
-    mac.finalize().into_bytes().into()
+    use openssl::{hash::MessageDigest, pkey::PKey, sign::Signer};
+    let mut out = [0u8; 32];
+    // OpenSSL keeps the key in memory it wipes on free (an HMAC EVP_PKEY).
+    PKey::hmac(key)
+        .and_then(|k| {
+            let mut signer = Signer::new(MessageDigest::sha256(), &k)?;
+            signer.update(data.as_bytes())?;
+            signer.sign(&mut out)
+        })
+        .expect("HMAC-SHA256 fails only when OpenSSL cannot allocate");
+    out
 }
 
 /// The derived key `HMAC(HMAC(HMAC(HMAC("AWS4"+secret, date), region), service), "aws4_request")`.
