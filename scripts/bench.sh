@@ -46,8 +46,22 @@ positive_int KVS_BENCH_IDLE_SECONDS "$idle_s"
 [ "$runs" -ge 30 ] || kvs_log "note: KVS_BENCH_RUNS=$runs is below 30; medians and p90 are rough"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
+# kvs_apt_ensure with apt's output on stderr (stdout is the table's), waiting (bounded) while
+# another apt-get or dpkg holds the package lock.
+apt_ensure() {
+  local pids p
+  for _ in 1 2 3; do
+    (kvs_apt_ensure "$@") >&2 && return 0
+    pids="$( (pgrep -x apt-get; pgrep -x apt; pgrep -x dpkg) | tr '\n' ' ' || true)"
+    [ -n "${pids// /}" ] || return 1
+    kvs_log "another package manager is running (pid $pids); waiting for it (at most 10 min)"
+    for p in $pids; do timeout 600 tail --pid="$p" -f /dev/null || true; done
+  done
+  return 1
+}
+
 kvs_cargo_path
-kvs_apt_ensure pkg-config libssl-dev gcc libc6-dev binutils
+apt_ensure pkg-config libssl-dev gcc libc6-dev binutils || kvs_die "could not install the build tools"
 
 work="$KVS_ROOT/build/bench"
 target="${CARGO_TARGET_DIR:-$KVS_ROOT/target}"
@@ -191,45 +205,56 @@ else
   min_size_note="skipped: no scripts/build-min-size.sh in this tree"
 fi
 
+# aarch64 against a sysroot assembled from Debian's arm64 packages, with the variables the
+# README documents for plain cargo. Appends its sizes to the results; non-zero on a failure.
+cross_sizes() {
+  local sysroot t=aarch64-unknown-linux-gnu pc aso
+  apt_ensure gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu ||
+    { kvs_log "could not install the aarch64 cross compiler"; return 1; }
+  kvs_rust_target_ensure "$t" >&2
+  sysroot="$(bash scripts/sysroot.sh arm64 "$KVS_ROOT/build/sysroot")" ||
+    { kvs_log "scripts/sysroot.sh arm64 failed"; return 1; }
+  pc="$sysroot/usr/lib/aarch64-linux-gnu/pkgconfig"
+  [ ! -d "$sysroot/usr/lib/pkgconfig" ] || pc="$pc:$sysroot/usr/lib/pkgconfig"
+  [ ! -d "$sysroot/usr/share/pkgconfig" ] || pc="$pc:$sysroot/usr/share/pkgconfig"
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="$(command -v aarch64-linux-gnu-gcc)" \
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=--sysroot=$sysroot" \
+    CC_aarch64_unknown_linux_gnu="$(command -v aarch64-linux-gnu-gcc)" \
+    AR_aarch64_unknown_linux_gnu="$(command -v aarch64-linux-gnu-ar)" \
+    CFLAGS_aarch64_unknown_linux_gnu="--sysroot=$sysroot -isystem $sysroot/usr/include/aarch64-linux-gnu" \
+    PKG_CONFIG_ALLOW_CROSS_aarch64_unknown_linux_gnu=1 \
+    PKG_CONFIG_SYSROOT_DIR_aarch64_unknown_linux_gnu="$sysroot" \
+    PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu="$pc" \
+    PKG_CONFIG_PATH_aarch64_unknown_linux_gnu="$pc" \
+    build_library "$work/cargo-aarch64.log" --target "$t" ||
+    { kvs_log "the aarch64 library did not build (log: $work/cargo-aarch64.log)"; return 1; }
+  aso="$target/$t/release/libkvs_viewer.so"
+  aarch64-linux-gnu-gcc "${size_flags[@]}" --sysroot="$sysroot" \
+    -isystem "$sysroot/usr/include/aarch64-linux-gnu" -o "$work/floor-size.aarch64" \
+    bench/floor.c -lssl -lcrypto
+  {
+    echo "size.aarch64.so $(strip_to aarch64-linux-gnu-strip --strip-unneeded -- "$aso" "$work/libkvs_viewer.aarch64.stripped.so")"
+    echo "size.aarch64.floor $(strip_to aarch64-linux-gnu-strip -- "$work/floor-size.aarch64" "$work/floor-size.aarch64.stripped")"
+    echo "size.aarch64.so_text_data_bss $(size "$work/libkvs_viewer.aarch64.stripped.so" | awk 'NR==2 {print $4}')"
+  } >>"$results"
+}
+
 cross_note=""
 if [ "${KVS_BENCH_SKIP_CROSS:-0}" = 1 ]; then
   cross_note="skipped (KVS_BENCH_SKIP_CROSS=1)"
 else
   kvs_log "sizes: aarch64 against a Debian arm64 sysroot (scripts/sysroot.sh)"
-  kvs_apt_ensure gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu
-  kvs_rust_target_ensure aarch64-unknown-linux-gnu
-  if sysroot="$(bash scripts/sysroot.sh arm64 "$KVS_ROOT/build/sysroot")"; then
-    # The variables the README documents for plain cargo against a sysroot.
-    t=aarch64-unknown-linux-gnu
-    pc="$sysroot/usr/lib/aarch64-linux-gnu/pkgconfig"
-    [ -d "$sysroot/usr/lib/pkgconfig" ] && pc="$pc:$sysroot/usr/lib/pkgconfig"
-    [ -d "$sysroot/usr/share/pkgconfig" ] && pc="$pc:$sysroot/usr/share/pkgconfig"
-    if CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="$(command -v aarch64-linux-gnu-gcc)" \
-      CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=--sysroot=$sysroot" \
-      CC_aarch64_unknown_linux_gnu="$(command -v aarch64-linux-gnu-gcc)" \
-      AR_aarch64_unknown_linux_gnu="$(command -v aarch64-linux-gnu-ar)" \
-      CFLAGS_aarch64_unknown_linux_gnu="--sysroot=$sysroot -isystem $sysroot/usr/include/aarch64-linux-gnu" \
-      PKG_CONFIG_ALLOW_CROSS_aarch64_unknown_linux_gnu=1 \
-      PKG_CONFIG_SYSROOT_DIR_aarch64_unknown_linux_gnu="$sysroot" \
-      PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu="$pc" \
-      PKG_CONFIG_PATH_aarch64_unknown_linux_gnu="$pc" \
-      build_library "$work/cargo-aarch64.log" --target "$t"; then
-      aso="$target/$t/release/libkvs_viewer.so"
-      aarch64-linux-gnu-gcc "${size_flags[@]}" --sysroot="$sysroot" \
-        -isystem "$sysroot/usr/include/aarch64-linux-gnu" -o "$work/floor-size.aarch64" \
-        bench/floor.c -lssl -lcrypto
-      {
-        echo "size.aarch64.so $(strip_to aarch64-linux-gnu-strip --strip-unneeded -- "$aso" "$work/libkvs_viewer.aarch64.stripped.so")"
-        echo "size.aarch64.floor $(strip_to aarch64-linux-gnu-strip -- "$work/floor-size.aarch64" "$work/floor-size.aarch64.stripped")"
-        echo "size.aarch64.so_text_data_bss $(size "$work/libkvs_viewer.aarch64.stripped.so" | awk 'NR==2 {print $4}')"
-      } >>"$results"
-    else
-      cross_note="the aarch64 build failed (log: build/bench/cargo-aarch64.log)"
-      failures+=("aarch64 build")
-    fi
-  else
-    cross_note="scripts/sysroot.sh arm64 failed"
-    failures+=("aarch64 sysroot")
+  # In a subshell with errexit of its own: a failure here still leaves the table.
+  set +e
+  (
+    set -e
+    cross_sizes
+  )
+  rc=$?
+  set -e
+  if [ "$rc" != 0 ]; then
+    cross_note="failed (exit $rc; see the messages above on stderr)"
+    failures+=("aarch64 sizes")
   fi
 fi
 
