@@ -236,6 +236,7 @@ cross_sizes() {
     echo "size.aarch64.so $(strip_to aarch64-linux-gnu-strip --strip-unneeded -- "$aso" "$work/libkvs_viewer.aarch64.stripped.so")"
     echo "size.aarch64.floor $(strip_to aarch64-linux-gnu-strip -- "$work/floor-size.aarch64" "$work/floor-size.aarch64.stripped")"
     echo "size.aarch64.so_text_data_bss $(size "$work/libkvs_viewer.aarch64.stripped.so" | awk 'NR==2 {print $4}')"
+    echo "size.aarch64.floor_text_data_bss $(size "$work/floor-size.aarch64.stripped" | awk 'NR==2 {print $4}')"
   } >>"$results"
 }
 
@@ -348,7 +349,7 @@ so_b="$(val size.x86_64.so)" floor_b="$(val size.x86_64.floor)" static_b="$(val 
     a="$(val size.aarch64.so)" af="$(val size.aarch64.floor)"
     row "Stripped libkvs_viewer.so, aarch64 (Debian arm64 sysroot)" "$(kib_b "$a")" "$(kib_b "$af")" \
       "$(ratio "$a" "$af")" \
-      "OpenSSL from the sysroot, dynamic; text+data+bss $(val size.aarch64.so_text_data_bss) B (the file is padded to 64 KiB steps)"
+      "OpenSSL from the sysroot, dynamic; files are padded to 64 KiB steps: text+data+bss $(val size.aarch64.so_text_data_bss) B vs $(val size.aarch64.floor_text_data_bss) B, ratio $(ratio "$(val size.aarch64.so_text_data_bss)" "$(val size.aarch64.floor_text_data_bss)")"
   else
     row "Stripped libkvs_viewer.so, aarch64 (Debian arm64 sysroot)" "—" "—" "—" "$cross_note"
   fi
