@@ -10,7 +10,8 @@
  * first text frame whose messageType is SDP_ANSWER, its payload base64-decoded. Discovery
  * is the library's three header-signed POSTs (DescribeSignalingChannel by name,
  * GetSignalingChannelEndpoint, GetIceServerConfig) on one kept-alive TLS connection per host.
- * No threads, no session resumption (the library has none either), no keepalive pings.
+ * Idle connections release OpenSSL's record buffers (SSL_MODE_RELEASE_BUFFERS). No threads, no
+ * session resumption (the library has none either), no keepalive pings.
  *
  *   floor cold [--discover] [--eager-roots]
  *                             one session: connect, offer, answer; prints answer_mono_ns.
@@ -197,6 +198,9 @@ static SSL_CTX *make_ctx(void) {
   if (!ctx) ossl_die("SSL_CTX_new");
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+  /* An idle connection gives its record buffers back (what the openssl crate's SslConnector
+   * sets too): the memory floor of a connected session. */
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   if (SSL_CTX_load_verify_locations(ctx, E.ca_file, NULL) != 1) ossl_die(E.ca_file);
   /* The system roots too, as the library trusts them; the hashed directory is read lazily,
    * only for an issuer not found otherwise. */
