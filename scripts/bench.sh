@@ -21,6 +21,11 @@
 # warm figures in lockstep over pipes. Against the bundled emulator on 127.0.0.1, whose built-in
 # master answers each offer (--answer-candidates 0: the answer only, so a round trip ends at it).
 #
+# The programs run without SSL_CERT_FILE and SSL_CERT_DIR (unset here when the caller's
+# environment has them): the library then finds the system roots its default way, and the
+# floor trusts the same set (its hashed directory, read lazily). What parsing a whole bundle
+# up front costs is its own row (the floor with SSL_CTX_set_default_verify_paths).
+#
 # The library is built with `cargo rustc --crate-type cdylib --crate-type staticlib`, never
 # `cargo build`: with rlib among the crate types cargo silently drops -C lto (a 25 % bigger .so).
 set -euo pipefail
@@ -133,6 +138,12 @@ for v in AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY KVS_CHANNEL_ARN KVS_
 done
 
 # ---- measurements ------------------------------------------------------------------------------
+ssl_env_note="SSL_CERT_FILE/SSL_CERT_DIR not set"
+if [ -n "${SSL_CERT_FILE:-}${SSL_CERT_DIR:-}" ]; then
+  kvs_log "note: unsetting SSL_CERT_FILE and SSL_CERT_DIR for the measurements (see --help)"
+  ssl_env_note="SSL_CERT_FILE/SSL_CERT_DIR unset for the run"
+fi
+unset SSL_CERT_FILE SSL_CERT_DIR
 kvs_log "cold start: $runs rounds, each a new process per program (floor and library interleaved)"
 "$work/spawn" cold "$runs" \
   floor.cold "$work/floor" cold ::: lib.cold "$work/cold" ::: \
@@ -295,9 +306,9 @@ ivcs="$(val lib.idle.nvcsw)" fivcs="$(val floor.idle.nvcsw)"
 so_b="$(val size.x86_64.so)" floor_b="$(val size.x86_64.floor)" static_b="$(val size.x86_64.static_driver)"
 
 {
-  printf 'kvs-viewer %s, %s, %s cores, %s rounds per timed figure, idle %s s, bench run %s\n\n' \
+  printf 'kvs-viewer %s, %s, %s cores, %s rounds per timed figure, idle %s s, %s, bench run %s\n\n' \
     "$(git describe --always --dirty 2>/dev/null || echo '?')" "$(date -u +%Y-%m-%dT%H:%MZ)" \
-    "$(nproc)" "$runs" "$idle_s" "$(kvs_fmt_secs $((SECONDS - started)))"
+    "$(nproc)" "$runs" "$idle_s" "$ssl_env_note" "$(kvs_fmt_secs $((SECONDS - started)))"
   row figure kvs-viewer floor ratio notes
   row --- ---: ---: ---: ---
   timed_rows "Cold start → first answer, known endpoint" lib.cold floor.cold \
