@@ -1,5 +1,13 @@
-//! Speed and memory of the viewer against a running emulator (`scripts/bench.sh` starts one
-//! and exports its environment). Prints medians, with a baseline measured in the same run.
+//! Speed and memory of the Rust API against a running emulator. Prints medians, with a
+//! baseline measured in the same run. `scripts/bench.sh` measures the C API against a plain
+//! OpenSSL floor instead; to run this one, start the emulator and export its env file:
+//!
+//! ```sh
+//! kvs-signaling-emulator --env-file /tmp/emu.env &
+//! timeout 30 sh -c 'until [ -s /tmp/emu.env ]; do sleep 0.1; done'
+//! set -a; . /tmp/emu.env; set +a
+//! cargo bench -p kvs-viewer --bench viewer
+//! ```
 //!
 //! Only the viewer runs in this process, so heap and CPU numbers are the library's own
 //! (heap includes OpenSSL's buffers: it is read from malloc's statistics).

@@ -1,0 +1,150 @@
+/*
+ * viewers.c — the library in one long-lived process, through the C API: the warm figures,
+ * memory and threads per viewer, and idle CPU. bench/floor.c has the same modes, done with
+ * plain OpenSSL.
+ *
+ *   viewers serve             warm loop driven over stdin by bench/spawn.c (lockstep):
+ *                             connect  kvs_viewer_connect with the known endpoint (closed after,
+ *                                      untimed)
+ *                             discover kvs_viewer_connect with discovery (Describe by name,
+ *                                      GetEndpoint, GetIceServerConfig, WebSocket)
+ *                             rtt      kvs_viewer_send(SDP_OFFER) until kvs_viewer_recv gives
+ *                                      the SDP_ANSWER, on one connected viewer
+ *                             quit
+ *                             one time in ns per command
+ *   viewers multi 1,10,100    N connected viewers (distinct client ids); VmRSS and threads
+ *                             after each N
+ *   viewers idle SECONDS      one connected viewer blocked in kvs_viewer_recv; CPU time and
+ *                             context switches
+ *
+ * Environment: the emulator's env file, as bench/cold.c.
+ */
+#include "common.h"
+
+#include <kvs_viewer.h>
+
+static unsigned long client_seq;
+static char payload[KVS_MAX_PAYLOAD_LEN + 1];
+
+static void kvs_die(int32_t rc, const char *what) {
+  char detail[1024] = "";
+  kvs_last_error_message(detail, sizeof detail);
+  die("%s: %s (%d): %s", what, kvs_error_name(rc), (int)rc, detail);
+}
+
+/* Connects a new viewer with a fresh client id; `discovering` leaves out ARN and endpoint. */
+static KvsViewer *open_viewer(int discovering, const char *what) {
+  char client_id[96];
+  bprintf(client_id, sizeof client_id, "bench-lib-%s-%ld-%lu", what, (long)getpid(),
+           client_seq++);
+  KvsViewerConfig cfg;
+  kvs_viewer_config_init(&cfg);
+  cfg.region = env_req("AWS_REGION");
+  cfg.client_id = client_id;
+  cfg.access_key_id = env_req("AWS_ACCESS_KEY_ID");
+  cfg.secret_access_key = env_req("AWS_SECRET_ACCESS_KEY");
+  cfg.session_token = env_opt("AWS_SESSION_TOKEN");
+  cfg.ca_file = env_req("KVS_CA_FILE");
+  if (discovering) {
+    cfg.channel_name = env_req("KVS_CHANNEL_NAME");
+    cfg.control_plane_url = env_req("KVS_CONTROL_PLANE_URL");
+  } else {
+    cfg.channel_arn = env_req("KVS_CHANNEL_ARN");
+    cfg.wss_endpoint = env_req("KVS_WSS_ENDPOINT");
+  }
+  KvsViewer *v = NULL;
+  int32_t rc = kvs_viewer_connect(&cfg, &v);
+  if (rc != KVS_OK) kvs_die(rc, "connect");
+  return v;
+}
+
+static void close_viewer(KvsViewer *v) {
+  int32_t rc = kvs_viewer_close(v);
+  if (rc != KVS_OK) kvs_die(rc, "close");
+}
+
+static void offer_answer(KvsViewer *v) {
+  int32_t rc = kvs_viewer_send(v, KVS_MSG_SDP_OFFER, BENCH_OFFER, strlen(BENCH_OFFER), NULL);
+  if (rc != KVS_OK) kvs_die(rc, "send");
+  for (;;) {
+    KvsMessage msg;
+    kvs_message_init(&msg, payload, sizeof payload);
+    rc = kvs_viewer_recv(v, &msg, 10000);
+    if (rc != KVS_OK) kvs_die(rc, "recv");
+    if (msg.message_type == KVS_MSG_SDP_ANSWER) return;
+  }
+}
+
+static int mode_serve(void) {
+  /* Warm-up: one of each, so that what follows is the warm path. */
+  close_viewer(open_viewer(0, "warm"));
+  close_viewer(open_viewer(1, "warm"));
+  KvsViewer *rtt = open_viewer(0, "rtt");
+  offer_answer(rtt);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  printf("ready\n");
+  char line[64];
+  while (fgets(line, sizeof line, stdin)) {
+    line[strcspn(line, "\n")] = '\0';
+    int64_t t0 = mono_ns(), t1;
+    if (strcmp(line, "connect") == 0 || strcmp(line, "discover") == 0) {
+      KvsViewer *v = open_viewer(line[0] == 'd', "warm");
+      t1 = mono_ns();
+      close_viewer(v);
+    } else if (strcmp(line, "rtt") == 0) {
+      offer_answer(rtt);
+      t1 = mono_ns();
+    } else if (strcmp(line, "quit") == 0) {
+      break;
+    } else {
+      die("unknown command \"%s\" (connect, discover, rtt, quit)", line);
+    }
+    printf("%lld\n", (long long)(t1 - t0));
+  }
+  close_viewer(rtt);
+  return 0;
+}
+
+static int mode_multi(const char *counts_arg) {
+  long counts[8];
+  size_t nc = parse_counts(counts_arg, counts, 8, 10000);
+  KvsViewer **vs = calloc((size_t)counts[nc - 1], sizeof *vs);
+  if (!vs) die("out of memory");
+  long open = 0;
+  for (size_t i = 0; i < nc; i++) {
+    for (; open < counts[i]; open++) vs[open] = open_viewer(0, "multi");
+    printf("lib.multi.%ld.rss_kib %ld\n", counts[i], proc_status_kib("VmRSS"));
+    printf("lib.multi.%ld.threads %d\n", counts[i], thread_count());
+  }
+  for (long i = 0; i < open; i++) close_viewer(vs[i]);
+  free(vs);
+  return 0;
+}
+
+static int mode_idle(const char *secs_arg) {
+  long secs = parse_count(secs_arg, "the idle seconds", 86400);
+  KvsViewer *v = open_viewer(0, "idle");
+  int64_t cpu0, cpu1;
+  long vcs0, vcs1, ics0, ics1;
+  self_usage(&cpu0, &vcs0, &ics0);
+  int64_t start = mono_ns(), end = start + secs * 1000000000LL, now;
+  while ((now = mono_ns()) < end) {
+    KvsMessage msg;
+    kvs_message_init(&msg, payload, sizeof payload);
+    int32_t rc = kvs_viewer_recv(v, &msg, (int32_t)((end - now) / 1000000) + 1);
+    if (rc != KVS_OK && rc != KVS_ERR_TIMEOUT) kvs_die(rc, "recv");
+  }
+  self_usage(&cpu1, &vcs1, &ics1);
+  print_idle("lib", (double)(mono_ns() - start) / 1e9, cpu1 - cpu0, vcs1 - vcs0, ics1 - ics0);
+  close_viewer(v);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  bench_prog = "viewers";
+  const char *usage = "usage: viewers serve | multi 1,10,100 | idle SECONDS";
+  if (argc == 2 && strcmp(argv[1], "serve") == 0) return mode_serve();
+  if (argc == 3 && strcmp(argv[1], "multi") == 0) return mode_multi(argv[2]);
+  if (argc == 3 && strcmp(argv[1], "idle") == 0) return mode_idle(argv[2]);
+  die("%s", usage);
+}
