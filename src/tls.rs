@@ -85,13 +85,17 @@ impl Connector {
 
 fn context(extra_roots: &[X509], identity: Option<&Identity>) -> Result<SslContext, ErrorStack> {
     let mut b = SslContextBuilder::new(SslMethod::tls_client())?;
-    // What OpenSSL's own client defaults to, and the openssl crate's connector: no
-    // compression, no SSLv2/3, partial writes allowed (the socket has a timeout).
+    // What the openssl crate's connector sets: no compression, no SSLv2/3, partial writes
+    // allowed (the socket has a timeout), and record buffers released while a connection is
+    // idle (~34 KB per connected viewer otherwise: signaling connections idle most of the time).
     b.set_options(
         SslOptions::ALL | SslOptions::NO_COMPRESSION | SslOptions::NO_SSLV2 | SslOptions::NO_SSLV3,
     );
     b.set_mode(
-        SslMode::AUTO_RETRY | SslMode::ACCEPT_MOVING_WRITE_BUFFER | SslMode::ENABLE_PARTIAL_WRITE,
+        SslMode::AUTO_RETRY
+            | SslMode::ACCEPT_MOVING_WRITE_BUFFER
+            | SslMode::ENABLE_PARTIAL_WRITE
+            | SslMode::RELEASE_BUFFERS,
     );
     // Same as the official SDKs: TLS 1.2 at least.
     b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
