@@ -20,7 +20,7 @@ fi
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-git ls-files -z --cached --others --exclude-standard -- Cargo.toml Cargo.lock build.rs src emulator benches |
+git ls-files -z --cached --others --exclude-standard -- .cargo Cargo.toml Cargo.lock build.rs src emulator benches |
   tar --null -T - -cf - | tar -xf - -C "$scratch"
 sed -i -e 's/^crate-type = .*/crate-type = ["cdylib"]/' \
   -e 's/^members = .*/members = ["."]/' -e 's/^default-members = .*/default-members = ["."]/' \
