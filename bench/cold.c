@@ -11,15 +11,7 @@
  *
  * Output: "answer_mono_ns <ns>". Also linked statically (libkvs_viewer.a) for the size figure.
  */
-#include "common.h"
-
-#include <kvs_viewer.h>
-
-static void kvs_die(int32_t rc, const char *what) {
-  char detail[1024] = "";
-  kvs_last_error_message(detail, sizeof detail);
-  die("%s: %s (%d): %s", what, kvs_error_name(rc), (int)rc, detail);
-}
+#include "viewer_common.h"
 
 int main(int argc, char **argv) {
   bench_prog = "cold";
@@ -28,26 +20,8 @@ int main(int argc, char **argv) {
 
   char client_id[64];
   bprintf(client_id, sizeof client_id, "bench-lib-cold-%ld", (long)getpid());
-  KvsViewerConfig cfg;
-  kvs_viewer_config_init(&cfg);
-  cfg.region = env_req("AWS_REGION");
-  cfg.client_id = client_id;
-  cfg.access_key_id = env_req("AWS_ACCESS_KEY_ID");
-  cfg.secret_access_key = env_req("AWS_SECRET_ACCESS_KEY");
-  cfg.session_token = env_opt("AWS_SESSION_TOKEN");
-  cfg.ca_file = env_req("KVS_CA_FILE");
-  if (discovering) {
-    cfg.channel_name = env_req("KVS_CHANNEL_NAME");
-    cfg.control_plane_url = env_req("KVS_CONTROL_PLANE_URL");
-  } else {
-    cfg.channel_arn = env_req("KVS_CHANNEL_ARN");
-    cfg.wss_endpoint = env_req("KVS_WSS_ENDPOINT");
-  }
-
-  KvsViewer *v = NULL;
-  int32_t rc = kvs_viewer_connect(&cfg, &v);
-  if (rc != KVS_OK) kvs_die(rc, "connect");
-  rc = kvs_viewer_send(v, KVS_MSG_SDP_OFFER, BENCH_OFFER, strlen(BENCH_OFFER), NULL);
+  KvsViewer *v = bench_connect(client_id, discovering);
+  int32_t rc = kvs_viewer_send(v, KVS_MSG_SDP_OFFER, BENCH_OFFER, strlen(BENCH_OFFER), NULL);
   if (rc != KVS_OK) kvs_die(rc, "send");
 
   static char payload[KVS_MAX_PAYLOAD_LEN + 1];

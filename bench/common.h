@@ -20,60 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The offer both the library driver and the floor send: browser-style, video + audio + data
- * channel (the one examples-c/viewer.c sends), as the JSON a WebRTC stack produces. */
-__attribute__((unused)) static const char BENCH_OFFER[] =
-    "{\"type\":\"offer\",\"sdp\":\"v=0\\r\\n"
-    "o=- 4611731400430051336 2 IN IP4 127.0.0.1\\r\\n"
-    "s=-\\r\\n"
-    "t=0 0\\r\\n"
-    "a=group:BUNDLE 0 1 2\\r\\n"
-    "a=extmap-allow-mixed\\r\\n"
-    "a=msid-semantic: WMS\\r\\n"
-    "m=video 9 UDP/TLS/RTP/SAVPF 96 97\\r\\n"
-    "c=IN IP4 0.0.0.0\\r\\n"
-    "a=rtcp:9 IN IP4 0.0.0.0\\r\\n"
-    "a=ice-ufrag:EsAw\\r\\n"
-    "a=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\\r\\n"
-    "a=ice-options:trickle\\r\\n"
-    "a=fingerprint:sha-256 D1:2C:E4:54:8C:6D:6A:91:7F:28:2B:07:D4:4E:1E:0C:6F:2B:8A:5E:55:1B:"
-    "1F:0A:34:9C:2D:EB:45:6C:19:63\\r\\n"
-    "a=setup:actpass\\r\\n"
-    "a=mid:0\\r\\n"
-    "a=recvonly\\r\\n"
-    "a=rtcp-mux\\r\\n"
-    "a=rtcp-rsize\\r\\n"
-    "a=rtpmap:96 H264/90000\\r\\n"
-    "a=rtcp-fb:96 nack\\r\\n"
-    "a=rtcp-fb:96 nack pli\\r\\n"
-    "a=fmtp:96 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\\r\\n"
-    "a=rtpmap:97 rtx/90000\\r\\n"
-    "a=fmtp:97 apt=96\\r\\n"
-    "m=audio 9 UDP/TLS/RTP/SAVPF 111\\r\\n"
-    "c=IN IP4 0.0.0.0\\r\\n"
-    "a=rtcp:9 IN IP4 0.0.0.0\\r\\n"
-    "a=ice-ufrag:EsAw\\r\\n"
-    "a=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\\r\\n"
-    "a=ice-options:trickle\\r\\n"
-    "a=fingerprint:sha-256 D1:2C:E4:54:8C:6D:6A:91:7F:28:2B:07:D4:4E:1E:0C:6F:2B:8A:5E:55:1B:"
-    "1F:0A:34:9C:2D:EB:45:6C:19:63\\r\\n"
-    "a=setup:actpass\\r\\n"
-    "a=mid:1\\r\\n"
-    "a=sendrecv\\r\\n"
-    "a=rtcp-mux\\r\\n"
-    "a=rtpmap:111 opus/48000/2\\r\\n"
-    "a=fmtp:111 minptime=10;useinbandfec=1\\r\\n"
-    "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\\r\\n"
-    "c=IN IP4 0.0.0.0\\r\\n"
-    "a=ice-ufrag:EsAw\\r\\n"
-    "a=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\\r\\n"
-    "a=ice-options:trickle\\r\\n"
-    "a=fingerprint:sha-256 D1:2C:E4:54:8C:6D:6A:91:7F:28:2B:07:D4:4E:1E:0C:6F:2B:8A:5E:55:1B:"
-    "1F:0A:34:9C:2D:EB:45:6C:19:63\\r\\n"
-    "a=setup:actpass\\r\\n"
-    "a=mid:2\\r\\n"
-    "a=sctp-port:5000\\r\\n"
-    "a=max-message-size:262144\\r\\n\"}";
+/* The offer both the library driver and the floor send: examples-c/viewer.c's browser-style
+ * offer (video + audio + data channel), cut out by scripts/bench.sh. */
+#include "bench_offer.h"
 
 static const char *bench_prog = "bench";
 

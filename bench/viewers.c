@@ -19,43 +19,17 @@
  *
  * Environment: the emulator's env file, as bench/cold.c.
  */
-#include "common.h"
-
-#include <kvs_viewer.h>
+#include "viewer_common.h"
 
 static unsigned long client_seq;
 static char payload[KVS_MAX_PAYLOAD_LEN + 1];
-
-static void kvs_die(int32_t rc, const char *what) {
-  char detail[1024] = "";
-  kvs_last_error_message(detail, sizeof detail);
-  die("%s: %s (%d): %s", what, kvs_error_name(rc), (int)rc, detail);
-}
 
 /* Connects a new viewer with a fresh client id; `discovering` leaves out ARN and endpoint. */
 static KvsViewer *open_viewer(int discovering, const char *what) {
   char client_id[96];
   bprintf(client_id, sizeof client_id, "bench-lib-%s-%ld-%lu", what, (long)getpid(),
            client_seq++);
-  KvsViewerConfig cfg;
-  kvs_viewer_config_init(&cfg);
-  cfg.region = env_req("AWS_REGION");
-  cfg.client_id = client_id;
-  cfg.access_key_id = env_req("AWS_ACCESS_KEY_ID");
-  cfg.secret_access_key = env_req("AWS_SECRET_ACCESS_KEY");
-  cfg.session_token = env_opt("AWS_SESSION_TOKEN");
-  cfg.ca_file = env_req("KVS_CA_FILE");
-  if (discovering) {
-    cfg.channel_name = env_req("KVS_CHANNEL_NAME");
-    cfg.control_plane_url = env_req("KVS_CONTROL_PLANE_URL");
-  } else {
-    cfg.channel_arn = env_req("KVS_CHANNEL_ARN");
-    cfg.wss_endpoint = env_req("KVS_WSS_ENDPOINT");
-  }
-  KvsViewer *v = NULL;
-  int32_t rc = kvs_viewer_connect(&cfg, &v);
-  if (rc != KVS_OK) kvs_die(rc, "connect");
-  return v;
+  return bench_connect(client_id, discovering);
 }
 
 static void close_viewer(KvsViewer *v) {

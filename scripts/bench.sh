@@ -97,10 +97,15 @@ build_library() { # LOG [CARGO ARGS...]
   fi
 }
 
-cc_flags=(-std=c11 -O2 -Wall -Wextra -Werror)
+# The offer both sides send is the demo's own (examples-c/viewer.c's BUILTIN_OFFER), cut out
+# into a header so there is one copy of it.
+sed -n '/^static const char BUILTIN_OFFER\[\] =/,/";$/p' examples-c/viewer.c |
+  sed '1s/.*/__attribute__((unused)) static const char BENCH_OFFER[] =/' >"$work/bench_offer.h"
+grep -q 'max-message-size' "$work/bench_offer.h" || kvs_die "no BUILTIN_OFFER found in examples-c/viewer.c"
+cc_flags=(-std=c11 -O2 -Wall -Wextra -Werror -I"$work")
 # For the size figures: what a firmware build would use.
 # shellcheck disable=SC2054 # -Wl,--gc-sections is one flag
-size_flags=(-std=c11 -Os -Wall -Wextra -Werror -ffunction-sections -fdata-sections -Wl,--gc-sections)
+size_flags=(-std=c11 -Os -Wall -Wextra -Werror -I"$work" -ffunction-sections -fdata-sections -Wl,--gc-sections)
 
 # ---- build ---------------------------------------------------------------------------------
 kvs_log "build: emulator, library (cargo rustc --release, cdylib + staticlib, -j$CARGO_BUILD_JOBS)"

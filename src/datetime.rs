@@ -6,35 +6,26 @@ use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 /// `yyyymmddTHHMMSSZ`, the format of `X-Amz-Date`.
 pub(crate) fn format_amz(t: OffsetDateTime) -> String {
-    let t = t.to_offset(UtcOffset::UTC);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    let (y, mo, d, h, mi, s) = civil(t);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
 }
 
 /// RFC 3339 in UTC: `2026-12-02T07:00:00Z`, or with milliseconds `2026-12-02T07:00:00.123Z`.
 pub(crate) fn format_rfc3339(t: OffsetDateTime, millis: bool) -> String {
-    let t = t.to_offset(UtcOffset::UTC);
-    let mut s = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
+    let (y, mo, d, h, mi, s) = civil(t);
+    let mut out = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
     if millis {
-        s.push_str(&format!(".{:03}", t.millisecond()));
+        out.push_str(&format!(".{:03}", t.millisecond()));
     }
-    s.push('Z');
-    s
+    out.push('Z');
+    out
+}
+
+/// Year, month, day, hour, minute, second in UTC.
+fn civil(t: OffsetDateTime) -> (i32, u8, u8, u8, u8, u8) {
+    let t = t.to_offset(UtcOffset::UTC);
+    let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
+    (y, mo, d, t.hour(), t.minute(), t.second())
 }
 
 /// `20231107T044734Z`.
