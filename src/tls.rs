@@ -148,16 +148,21 @@ pub(crate) struct SystemRoots {
 
 fn system_roots() -> &'static SystemRoots {
     static ROOTS: OnceLock<SystemRoots> = OnceLock::new();
-    ROOTS.get_or_init(|| {
+    let mut found_now = false;
+    let roots = ROOTS.get_or_init(|| {
+        found_now = true;
         let var = |name| std::env::var_os(name).map(PathBuf::from);
         let probed = openssl_probe::probe();
-        let roots = choose_roots(
+        choose_roots(
             var("SSL_CERT_FILE"),
             var("SSL_CERT_DIR"),
             probed.cert_file,
             probed.cert_dir,
             is_hashed_dir,
-        );
+        )
+    });
+    // Logged outside the initialisation: a log callback may call back into the library.
+    if found_now {
         crate::diag::diag!(
             Debug,
             crate::diag::Step::Tls,
@@ -165,8 +170,8 @@ fn system_roots() -> &'static SystemRoots {
             roots.hashed_dirs,
             roots.bundle
         );
-        roots
-    })
+    }
+    roots
 }
 
 /// The policy, apart from the file system: what the environment names wins (as with OpenSSL's
