@@ -3,8 +3,9 @@
 //! binary: the store is probed once per process.
 
 use kvs_signaling_emulator::{Emulator, EmulatorConfig};
-use kvs_viewer::{Credentials, MessageType, Viewer, ViewerConfig};
-use std::time::Duration;
+use kvs_viewer::Viewer;
+
+mod roots_common;
 
 #[test]
 fn ssl_cert_file_is_the_system_store() {
@@ -12,23 +13,8 @@ fn ssl_cert_file_is_the_system_store() {
     let env = emu.env();
     // SAFETY: set before any TLS use, while this process's only test runs alone.
     unsafe { std::env::set_var("SSL_CERT_FILE", &env.ca_file) };
-    let config = ViewerConfig::new(
-        &env.region,
-        &env.channel_arn,
-        "viewer-system-roots",
-        &env.wss_endpoint,
-        Credentials::new(&env.access_key_id, &env.secret_access_key, None),
-    );
-    assert!(config.ca_file.is_none());
+    let config = roots_common::config_without_ca_file(env, "viewer-system-roots");
     let v =
         Viewer::connect(&config).expect("the emulator's CA, given as the system store, is trusted");
-    v.send(
-        MessageType::SdpOffer,
-        br#"{"type":"offer","sdp":"v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"}"#,
-        None,
-    )
-    .unwrap();
-    let answer = v.recv(Some(Duration::from_secs(10))).unwrap();
-    assert_eq!(answer.message_type, MessageType::SdpAnswer);
-    v.close().unwrap();
+    roots_common::offer_gets_an_answer(v);
 }

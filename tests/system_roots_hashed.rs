@@ -5,8 +5,9 @@
 //! found by the next one. Its own test binary: the store is probed once per process.
 
 use kvs_signaling_emulator::{Emulator, EmulatorConfig};
-use kvs_viewer::{Credentials, MessageType, Viewer, ViewerConfig};
-use std::time::Duration;
+use kvs_viewer::Viewer;
+
+mod roots_common;
 
 #[test]
 fn a_hashed_directory_is_the_system_store() {
@@ -21,28 +22,13 @@ fn a_hashed_directory_is_the_system_store() {
         std::env::remove_var("SSL_CERT_FILE");
         std::env::set_var("SSL_CERT_DIR", &dir);
     }
-    let config = ViewerConfig::new(
-        &env.region,
-        &env.channel_arn,
-        "viewer-hashed-roots",
-        &env.wss_endpoint,
-        Credentials::new(&env.access_key_id, &env.secret_access_key, None),
-    );
-    assert!(config.ca_file.is_none());
+    let config = roots_common::config_without_ca_file(env, "viewer-hashed-roots");
     let err = Viewer::connect(&config).expect_err("an empty directory trusts nothing");
     assert!(err.to_string().contains("certificate"), "{err}");
 
     std::fs::copy(&env.ca_file, dir.join(&name)).unwrap();
     let v = Viewer::connect(&config).expect("the emulator's CA, found by its hash, is trusted");
-    v.send(
-        MessageType::SdpOffer,
-        br#"{"type":"offer","sdp":"v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"}"#,
-        None,
-    )
-    .unwrap();
-    let answer = v.recv(Some(Duration::from_secs(10))).unwrap();
-    assert_eq!(answer.message_type, MessageType::SdpAnswer);
-    v.close().unwrap();
+    roots_common::offer_gets_an_answer(v);
 
     std::fs::remove_dir_all(&dir).unwrap();
 }
