@@ -154,4 +154,38 @@ static inline void print_idle(const char *side, double secs, int64_t cpu_ns, lon
   printf("%s.idle.nivcsw %ld\n", side, nivcsw);
 }
 
+/* The warm loop both sides run for bench/spawn.c, in lockstep over stdin/stdout: one command a
+ * line (connect, discover, rtt, quit), one time in ns a line. `connect` opens a session (with
+ * discovery when asked), returns the time it was open, and closes it untimed; `rtt` is one
+ * offer -> answer on a session kept open. One of each first, so that what is timed is warm. */
+typedef struct {
+  int64_t (*connect)(void *side, int discovering);
+  void (*rtt)(void *side);
+  void *side;
+} BenchWarm;
+
+static inline void bench_warm_loop(const BenchWarm *w) {
+  w->connect(w->side, 0);
+  w->connect(w->side, 1);
+  w->rtt(w->side);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  printf("ready\n");
+  char line[64];
+  while (fgets(line, sizeof line, stdin)) {
+    line[strcspn(line, "\n")] = '\0';
+    int64_t t0 = mono_ns(), t1;
+    if (strcmp(line, "connect") == 0 || strcmp(line, "discover") == 0) {
+      t1 = w->connect(w->side, line[0] == 'd');
+    } else if (strcmp(line, "rtt") == 0) {
+      w->rtt(w->side);
+      t1 = mono_ns();
+    } else if (strcmp(line, "quit") == 0) {
+      break;
+    } else {
+      die("unknown command \"%s\" (connect, discover, rtt, quit)", line);
+    }
+    printf("%lld\n", (long long)(t1 - t0));
+  }
+}
+
 #endif

@@ -615,38 +615,30 @@ static int mode_cold(int discovering) {
   return 0;
 }
 
+typedef struct {
+  SSL_CTX *ctx;
+  Conn rtt;
+} Warm;
+
+static int64_t warm_connect(void *side, int discovering) {
+  Warm *w = side;
+  Conn c;
+  session_open(&c, w->ctx, discovering, "warm");
+  int64_t opened = mono_ns();
+  ws_close(&c);
+  return opened;
+}
+
+static void warm_rtt(void *side) { offer_answer(&((Warm *)side)->rtt); }
+
 static int mode_serve(void) {
-  SSL_CTX *ctx = make_ctx();
-  Conn c, rtt;
-  /* Warm-up: one of each, so that what follows is the warm path. */
-  session_open(&c, ctx, 0, "warm");
-  ws_close(&c);
-  session_open(&c, ctx, 1, "warm");
-  ws_close(&c);
-  session_open(&rtt, ctx, 0, "rtt");
-  offer_answer(&rtt);
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  printf("ready\n");
-  char line[64];
-  while (fgets(line, sizeof line, stdin)) {
-    line[strcspn(line, "\n")] = '\0';
-    int64_t t0 = mono_ns(), t1;
-    if (strcmp(line, "connect") == 0 || strcmp(line, "discover") == 0) {
-      session_open(&c, ctx, line[0] == 'd', "warm");
-      t1 = mono_ns();
-      ws_close(&c);
-    } else if (strcmp(line, "rtt") == 0) {
-      offer_answer(&rtt);
-      t1 = mono_ns();
-    } else if (strcmp(line, "quit") == 0) {
-      break;
-    } else {
-      die("unknown command \"%s\" (connect, discover, rtt, quit)", line);
-    }
-    printf("%lld\n", (long long)(t1 - t0));
-  }
-  ws_close(&rtt);
-  SSL_CTX_free(ctx);
+  Warm side;
+  side.ctx = make_ctx();
+  session_open(&side.rtt, side.ctx, 0, "rtt");
+  BenchWarm w = {warm_connect, warm_rtt, &side};
+  bench_warm_loop(&w);
+  ws_close(&side.rtt);
+  SSL_CTX_free(side.ctx);
   return 0;
 }
 

@@ -49,32 +49,20 @@ static void offer_answer(KvsViewer *v) {
   }
 }
 
+static int64_t warm_connect(void *rtt, int discovering) {
+  (void)rtt;
+  KvsViewer *v = open_viewer(discovering, "warm");
+  int64_t opened = mono_ns();
+  close_viewer(v);
+  return opened;
+}
+
+static void warm_rtt(void *rtt) { offer_answer(rtt); }
+
 static int mode_serve(void) {
-  /* Warm-up: one of each, so that what follows is the warm path. */
-  close_viewer(open_viewer(0, "warm"));
-  close_viewer(open_viewer(1, "warm"));
   KvsViewer *rtt = open_viewer(0, "rtt");
-  offer_answer(rtt);
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  printf("ready\n");
-  char line[64];
-  while (fgets(line, sizeof line, stdin)) {
-    line[strcspn(line, "\n")] = '\0';
-    int64_t t0 = mono_ns(), t1;
-    if (strcmp(line, "connect") == 0 || strcmp(line, "discover") == 0) {
-      KvsViewer *v = open_viewer(line[0] == 'd', "warm");
-      t1 = mono_ns();
-      close_viewer(v);
-    } else if (strcmp(line, "rtt") == 0) {
-      offer_answer(rtt);
-      t1 = mono_ns();
-    } else if (strcmp(line, "quit") == 0) {
-      break;
-    } else {
-      die("unknown command \"%s\" (connect, discover, rtt, quit)", line);
-    }
-    printf("%lld\n", (long long)(t1 - t0));
-  }
+  BenchWarm w = {warm_connect, warm_rtt, rtt};
+  bench_warm_loop(&w);
   close_viewer(rtt);
   return 0;
 }
