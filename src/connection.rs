@@ -416,6 +416,17 @@ impl Connection {
                     self.max_message_len
                 ));
             }
+            // The app ended the connection and `recv` may have said so already: a message
+            // queued now would come after that final `Closed`.
+            Ok(Some(message)) if state.stop == Some(Stop::Close) => {
+                drop(state);
+                diag!(
+                    Debug,
+                    Step::Recv,
+                    "{} frame after the app ended the connection, not delivered",
+                    message.message_type.name()
+                );
+            }
             Ok(Some(message)) => {
                 match message.message_type {
                     MessageType::GoAway if self.hand_over_on_go_away => self.go_away = true,

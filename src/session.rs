@@ -973,7 +973,8 @@ impl Viewer {
 
     /// Ends the connection from any thread, without waiting: the I/O thread sends a close
     /// frame and no reconnect follows; a blocked or later `recv` returns `Closed` once the
-    /// messages already received are taken, and blocked or later sends fail. Idempotent. The
+    /// messages already received are taken — and from then on, as frames arriving while the
+    /// close handshake runs are dropped — and blocked or later sends fail. Idempotent. The
     /// viewer stays valid: `close` joins the thread, `reconnect` starts a new connection.
     pub fn request_close(&self) {
         {

@@ -1386,3 +1386,105 @@ fn the_ready_fd_is_readable_exactly_while_recv_would_not_block() {
     assert!(readable(fd, Duration::ZERO), "and stays so");
     v.close().unwrap();
 }
+
+/// A WebSocket server on 127.0.0.1 that, when the client's close frame arrives, first sends
+/// one more ICE candidate and only then its close reply: a master's message racing the app's
+/// `request_close`, made certain. Returns the port and the CA file.
+fn server_talking_after_close() -> (u16, std::path::PathBuf) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (cert, key) = self_signed();
+    let ca_file =
+        std::env::temp_dir().join(format!("kvs-late-talker-{}-{port}.pem", std::process::id()));
+    std::fs::write(&ca_file, &cert).unwrap();
+    let acceptor =
+        native_tls::TlsAcceptor::new(native_tls::Identity::from_pkcs8(&cert, &key).unwrap())
+            .unwrap();
+    thread::spawn(move || {
+        let Ok((tcp, _)) = listener.accept() else {
+            return;
+        };
+        tcp.set_read_timeout(Some(BOUND)).unwrap();
+        let Ok(tls) = acceptor.accept(tcp) else {
+            return;
+        };
+        let Ok(mut ws) = tungstenite::accept(tls) else {
+            return;
+        };
+        // Raw frames from here on, so nothing answers the close before the candidate is out.
+        let s = ws.get_mut();
+        loop {
+            let mut head = [0u8; 2];
+            if s.read_exact(&mut head).is_err() {
+                return;
+            }
+            let len = match head[1] & 0x7f {
+                126 => {
+                    let mut l = [0u8; 2];
+                    s.read_exact(&mut l).unwrap();
+                    u64::from(u16::from_be_bytes(l))
+                }
+                127 => {
+                    let mut l = [0u8; 8];
+                    s.read_exact(&mut l).unwrap();
+                    u64::from_be_bytes(l)
+                }
+                n => u64::from(n),
+            };
+            let mut rest = vec![0u8; 4 + len as usize]; // client frames are masked
+            s.read_exact(&mut rest).unwrap();
+            if head[0] & 0x0f == 0x8 {
+                break;
+            }
+        }
+        let payload = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, CANDIDATE);
+        let text = format!(
+            r#"{{"messageType":"ICE_CANDIDATE","messagePayload":"{payload}","senderClientId":"master"}}"#
+        );
+        let mut frame = vec![0x81, 126];
+        frame.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        frame.extend_from_slice(text.as_bytes());
+        frame.extend_from_slice(&[0x88, 0x02, 0x03, 0xe8]); // close 1000
+        // The server ends the TCP connection after the close handshake (RFC 6455 §7.1.1).
+        let _ = s.write_all(&frame).and_then(|()| s.flush());
+        let _ = s.shutdown();
+    });
+    (port, ca_file)
+}
+
+/// `Closed` after `request_close` is final: a message the server sends after it is not
+/// delivered behind it (it used to be, when it raced the close).
+#[test]
+fn closed_after_request_close_is_final() {
+    let emu = start(EmulatorConfig::default());
+    let (port, ca_file) = server_talking_after_close();
+    let mut c = config_for(&emu, "viewer-late");
+    c.auto_reconnect = false;
+    c.wss_endpoint = format!("wss://127.0.0.1:{port}");
+    c.ca_file = Some(ca_file);
+    let v = Viewer::connect(&c).unwrap();
+    let fd = v.ready_fd();
+    v.request_close();
+    assert!(readable(fd, BOUND));
+    assert_eq!(
+        v.recv(Some(Duration::ZERO)).unwrap_err().kind,
+        ErrorKind::Closed
+    );
+    // Wait (bounded) until the I/O thread has read the candidate.
+    let started = std::time::Instant::now();
+    while v.stats().frames_received == 0 {
+        assert!(
+            started.elapsed() < BOUND,
+            "the late candidate never arrived"
+        );
+        std::thread::yield_now();
+    }
+    let after = v.recv(Some(Duration::ZERO));
+    assert!(
+        matches!(&after, Err(e) if e.kind == ErrorKind::Closed),
+        "after Closed: {after:?}"
+    );
+    assert!(readable(fd, Duration::ZERO), "the end stays news");
+    v.close().unwrap();
+}

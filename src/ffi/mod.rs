@@ -431,7 +431,8 @@ pub unsafe extern "C" fn kvs_viewer_close(viewer: *mut KvsViewer) -> KvsStatus {
 }
 
 /// Ends the connection now, from any thread, and wakes every call blocked on the handle:
-/// `kvs_viewer_recv` returns the messages already received, then `KVS_ERR_CLOSED`;
+/// `kvs_viewer_recv` returns the messages already received, then `KVS_ERR_CLOSED` for good
+/// (a message the master sends while the close handshake runs is dropped, not queued behind it);
 /// `kvs_viewer_send` returns `KVS_ERR_CLOSED`; `kvs_viewer_reconnect` is refused with
 /// `KVS_ERR_CLOSED`. A close frame still goes out, so the service frees the viewer slot.
 /// Idempotent. The handle stays valid until `kvs_viewer_close`, which is the only call left
