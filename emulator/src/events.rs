@@ -190,7 +190,9 @@ pub enum Event {
         /// Milliseconds.
         ms: u64,
     },
-    /// A WebSocket upgrade was accepted.
+    /// A WebSocket upgrade was accepted; logged just before the 101 is written, so it
+    /// precedes everything the client does in answer. `handshake_failed` follows for the
+    /// same `conn` when the 101 could not be written.
     Connected {
         /// Connection id (unique per run).
         conn: u64,

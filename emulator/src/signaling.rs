@@ -353,7 +353,21 @@ pub(crate) fn handle_upgrade(
             .map_err(Clone::clone)
             .and_then(|t| register(shared, t, conn.clone()));
         match r {
-            Ok(()) => Ok(resp),
+            Ok(()) => {
+                // Logged before the 101 goes out: the client acts on the 101 (say, closes the
+                // connection it replaces), and the log must show those acts after this one.
+                if let Ok(t) = &verdict {
+                    shared.emit(Event::Connected {
+                        conn: conn_id,
+                        role: t.role_name().into(),
+                        client_id: t.client_id.clone(),
+                        channel_arn: t.channel_arn.clone(),
+                        request_id: rid.clone(),
+                        presign_expires_at: t.presign_expires_at,
+                    });
+                }
+                Ok(resp)
+            }
             Err(e) => {
                 let resp = error_response(shared, &e, &rid);
                 *outcome.borrow_mut() = Err(e);
@@ -381,14 +395,6 @@ pub(crate) fn handle_upgrade(
         (Ok(ws), Ok(()), Some(t)) => {
             let mut ws = ws;
             ws.get_mut().start_framing();
-            shared.emit(Event::Connected {
-                conn: conn_id,
-                role: t.role_name().into(),
-                client_id: t.client_id.clone(),
-                channel_arn: t.channel_arn.clone(),
-                request_id: rid.clone(),
-                presign_expires_at: t.presign_expires_at,
-            });
             raw_tcp.set_read_timeout(Some(POLL))?;
             let mut c = Conn {
                 shared: shared.clone(),
