@@ -458,8 +458,11 @@ pub unsafe extern "C" fn kvs_viewer_shutdown(viewer: *mut KvsViewer) -> KvsStatu
 /// Connects again with the same configuration and the endpoints already known: one TLS
 /// handshake, no control-plane call. Use it after `KVS_MSG_GO_AWAY` (the service closes the
 /// connection about a minute later), or when `kvs_viewer_recv` reports `KVS_ERR_CLOSED`.
-/// The old connection is closed first if it is still up. Messages received before and not
-/// yet taken stay queued, ahead of the new connection's.
+/// The old connection is closed first if it is still up. Messages received before the call
+/// and not yet taken stay queued, ahead of the new connection's; a frame the master sends
+/// while the old connection closes is not delivered (this is break-before-make: the service
+/// has no connection to send to until the new one is up). The automatic reconnect after
+/// `KVS_MSG_GO_AWAY` is make-before-break and loses nothing.
 ///
 /// Returns `KVS_OK` or the same codes as `kvs_viewer_connect`. On failure the handle stays
 /// valid but disconnected (`kvs_viewer_recv` reports the reason after any kept messages);
