@@ -620,7 +620,9 @@ fn reconnected(shared: &Shared, announce: bool) {
     state.stats.reconnects += 1;
     // For a `reconnect` caller waiting (it clears this before asking).
     state.reconnect_result = Some(Ok(()));
-    if announce {
+    // Not after `request_close`: `recv` may have reported the end already, and this
+    // connection only lives to send its close frame.
+    if announce && state.stop != Some(Stop::Close) {
         state.inbound.push_back(Message {
             message_type: MessageType::Reconnected,
             sender_client_id: String::new(),

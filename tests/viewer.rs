@@ -1488,3 +1488,36 @@ fn closed_after_request_close_is_final() {
     assert!(readable(fd, Duration::ZERO), "the end stays news");
     v.close().unwrap();
 }
+
+/// Nor does a reconnect that was under way when `request_close` came announce itself behind
+/// the `Closed` (`Reconnected` used to follow it).
+#[test]
+fn a_reconnect_under_way_at_request_close_is_not_announced_after_closed() {
+    let emu = start(EmulatorConfig::default());
+    let v = connect(&emu, "viewer-closing-mid-reconnect");
+    emu.inject(Fault::HandshakeDelay { ms: 500 }).unwrap();
+    emu.inject(Fault::DropConnection {
+        client_id: Some("viewer-closing-mid-reconnect".into()),
+    })
+    .unwrap();
+    // The viewer is inside its reconnect's upgrade, which the emulator holds back.
+    emu.wait_for_event(|e| e["type"] == "handshake_delayed", BOUND)
+        .expect("the viewer reconnects");
+    v.request_close();
+    assert_eq!(
+        v.recv(Some(Duration::ZERO)).unwrap_err().kind,
+        ErrorKind::Closed
+    );
+    // Wait (bounded) until the reconnect has completed inside the I/O thread.
+    let started = std::time::Instant::now();
+    while v.stats().reconnects == 0 {
+        assert!(started.elapsed() < BOUND, "the reconnect never completed");
+        std::thread::yield_now();
+    }
+    let after = v.recv(Some(Duration::ZERO));
+    assert!(
+        matches!(&after, Err(e) if e.kind == ErrorKind::Closed),
+        "after Closed: {after:?}"
+    );
+    v.close().unwrap();
+}
