@@ -673,6 +673,28 @@ fn self_signed() -> (Vec<u8>, Vec<u8>) {
     )
 }
 
+/// A listener on a free 127.0.0.1 port with a self-signed certificate for it: the port, the CA
+/// file a viewer trusts it by (named after `what`), and the TLS acceptor for its connections.
+fn tls_listener(
+    what: &str,
+) -> (
+    TcpListener,
+    u16,
+    std::path::PathBuf,
+    native_tls::TlsAcceptor,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (cert, key) = self_signed();
+    let ca_file =
+        std::env::temp_dir().join(format!("kvs-{what}-{}-{port}.pem", std::process::id()));
+    std::fs::write(&ca_file, &cert).unwrap();
+    let acceptor =
+        native_tls::TlsAcceptor::new(native_tls::Identity::from_pkcs8(&cert, &key).unwrap())
+            .unwrap();
+    (listener, port, ca_file, acceptor)
+}
+
 /// Gap between two bytes of a slow server.
 const DRIP: Duration = Duration::from_millis(250);
 
@@ -681,15 +703,7 @@ const DRIP: Duration = Duration::from_millis(250);
 /// `tls`, drip a TLS record header and its body from the first byte. Stops when the client
 /// hangs up or `stop` is dropped. Returns the port, the CA file, and `stop`.
 fn slow_loris(tls: bool, answer: &'static [u8]) -> (u16, std::path::PathBuf, mpsc::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (cert, key) = self_signed();
-    let ca_file =
-        std::env::temp_dir().join(format!("kvs-slow-loris-{}-{port}.pem", std::process::id()));
-    std::fs::write(&ca_file, &cert).unwrap();
-    let acceptor =
-        native_tls::TlsAcceptor::new(native_tls::Identity::from_pkcs8(&cert, &key).unwrap())
-            .unwrap();
+    let (listener, port, ca_file, acceptor) = tls_listener("slow-loris");
     let (stop, stopped) = mpsc::channel::<()>();
     listener.set_nonblocking(true).unwrap();
     thread::spawn(move || {
@@ -870,15 +884,7 @@ fn oversized_messages_are_skipped_and_never_block_the_queue() {
 /// reads nor answers again (a hung process, a dead NAT mapping with the kernel still up).
 /// Returns the port, the CA file and a sender whose drop releases the server.
 fn frozen_server() -> (u16, std::path::PathBuf, mpsc::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (cert, key) = self_signed();
-    let ca_file =
-        std::env::temp_dir().join(format!("kvs-frozen-{}-{port}.pem", std::process::id()));
-    std::fs::write(&ca_file, &cert).unwrap();
-    let acceptor =
-        native_tls::TlsAcceptor::new(native_tls::Identity::from_pkcs8(&cert, &key).unwrap())
-            .unwrap();
+    let (listener, port, ca_file, acceptor) = tls_listener("frozen");
     let (release, released) = mpsc::channel::<()>();
     thread::spawn(move || {
         let Ok((tcp, _)) = listener.accept() else {
@@ -1392,15 +1398,7 @@ fn the_ready_fd_is_readable_exactly_while_recv_would_not_block() {
 /// `request_close`, made certain. Returns the port and the CA file.
 fn server_talking_after_close() -> (u16, std::path::PathBuf) {
     use std::io::{Read, Write};
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (cert, key) = self_signed();
-    let ca_file =
-        std::env::temp_dir().join(format!("kvs-late-talker-{}-{port}.pem", std::process::id()));
-    std::fs::write(&ca_file, &cert).unwrap();
-    let acceptor =
-        native_tls::TlsAcceptor::new(native_tls::Identity::from_pkcs8(&cert, &key).unwrap())
-            .unwrap();
+    let (listener, port, ca_file, acceptor) = tls_listener("late-talker");
     thread::spawn(move || {
         let Ok((tcp, _)) = listener.accept() else {
             return;
